@@ -1,0 +1,275 @@
+"""Stage outputs and their ``_SUCCESS.json`` manifests.
+
+A run is a store prefix; each stage writes below ``{run}/{stage}/``. Outputs go into a fresh
+attempt folder ``{run}/{stage}/{attempt}/``; when every file is written the stage writes
+``{run}/{stage}/_SUCCESS.json`` last, naming the attempt, every file (size, sha256), the
+parameters and the code version. Readers go through the manifest only, so a rerun replaces a
+stage atomically from their point of view: until the manifest flips they read the old attempt,
+after it the new one. Older attempts are pruned after the flip (the one before is kept, for
+readers that are still on it).
+
+    out = StageOutput(run_uri, "ingest")
+    out.write_bytes("index.parquet", data)
+    out.commit(params={"workers": 2})
+
+    stage = StageInput.open(run_uri, "ingest")   # refuses a stage without (or not matching) its manifest
+    data = stage.read_bytes("index.parquet")     # checked against the recorded sha256
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import threading
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lumbar_core import settings, store
+
+MANIFEST = "_SUCCESS.json"
+FORMAT_VERSION = 1
+
+
+class ManifestError(RuntimeError):
+    """A stage's outputs are missing, incomplete or do not match their manifest."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One output file of a stage: path relative to the attempt folder, size in bytes, sha256."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The typed content of a ``_SUCCESS.json``."""
+
+    stage: str
+    attempt: str
+    files: dict[str, FileEntry]
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    code_version: str = ""
+    created: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form."""
+        out = asdict(self)
+        out["files"] = [asdict(f) for f in sorted(self.files.values(), key=lambda f: f.path)]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str) -> Manifest:
+        """Parse a manifest; ``where`` names it in errors."""
+        required = ("stage", "attempt", "files")
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ManifestError(f"{where}: manifest lacks {', '.join(missing)} (has {', '.join(sorted(data))})")
+        files = {f["path"]: FileEntry(f["path"], int(f["size"]), f["sha256"]) for f in data["files"]}
+        return cls(
+            stage=data["stage"],
+            attempt=data["attempt"],
+            files=files,
+            params=data.get("params", {}),
+            metrics=data.get("metrics", {}),
+            code_version=data.get("code_version", ""),
+            created=data.get("created", ""),
+            format_version=int(data.get("format_version", FORMAT_VERSION)),
+        )
+
+
+def stage_uri(run_uri: str, stage: str) -> str:
+    """The prefix of one stage within a run."""
+    return store.join(run_uri, stage)
+
+
+def _new_attempt() -> str:
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S")
+    return f"attempt-{now}-{uuid.uuid4().hex[:8]}"
+
+
+class StageOutput:
+    """Writes one stage's outputs into a new attempt folder, then commits the manifest.
+
+    Thread-safe: files may be written from several threads. Files written by other processes
+    (e.g. workers) into :meth:`uri` paths are recorded with :meth:`record`.
+    """
+
+    def __init__(self, run_uri: str, stage: str):
+        """Start a new attempt of ``stage`` under ``run_uri``."""
+        self.run_uri = run_uri
+        self.stage = stage
+        self.attempt = _new_attempt()
+        self.root = store.join(stage_uri(run_uri, stage), self.attempt)
+        self._files: dict[str, FileEntry] = {}
+        self._lock = threading.Lock()
+        self._committed = False
+
+    def uri(self, relpath: str) -> str:
+        """Where a file of this attempt lives."""
+        return store.join(self.root, relpath)
+
+    def _add(self, entry: FileEntry) -> None:
+        if self._committed:
+            raise ManifestError(f"stage {self.stage}: cannot add {entry.path} after commit")
+        with self._lock:
+            self._files[entry.path] = entry
+
+    def write_bytes(self, relpath: str, data: bytes) -> str:
+        """Write one output file; returns its URI."""
+        uri = self.uri(relpath)
+        store.write_bytes(uri, data)
+        self._add(FileEntry(relpath, len(data), store.sha256_bytes(data)))
+        return uri
+
+    def write_text(self, relpath: str, text: str) -> str:
+        """Write a UTF-8 text output."""
+        return self.write_bytes(relpath, text.encode("utf-8"))
+
+    def write_json(self, relpath: str, obj: Any) -> str:
+        """Write a JSON output (indented, key-sorted)."""
+        return self.write_text(relpath, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+    def upload(self, local_path: str | os.PathLike, relpath: str) -> str:
+        """Upload a local file as an output."""
+        path = Path(local_path)
+        uri = self.uri(relpath)
+        store.upload(path, uri)
+        self._add(FileEntry(relpath, path.stat().st_size, store.sha256_file(path)))
+        return uri
+
+    def upload_dir(self, local_dir: str | os.PathLike, relpath: str = "") -> None:
+        """Upload every file below a local folder, keeping relative paths under ``relpath``."""
+        root = Path(local_dir)
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            self.upload(path, store.join(relpath, path.relative_to(root).as_posix()) if relpath else path.relative_to(root).as_posix())
+
+    def record(self, entry: FileEntry) -> None:
+        """Record a file that was written to :meth:`uri` by someone else (e.g. a worker process)."""
+        self._add(entry)
+
+    @property
+    def files(self) -> dict[str, FileEntry]:
+        """Files written so far."""
+        with self._lock:
+            return dict(self._files)
+
+    def commit(self, *, params: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Manifest:
+        """Write ``_SUCCESS.json`` (last), then prune attempts older than the one it replaces."""
+        manifest = Manifest(
+            stage=self.stage,
+            attempt=self.attempt,
+            files=self.files,
+            params=dict(params or {}),
+            metrics=dict(metrics or {}),
+            code_version=settings.code_version(),
+            created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        )
+        prefix = stage_uri(self.run_uri, self.stage)
+        manifest_uri = store.join(prefix, MANIFEST)
+        previous = None
+        if store.exists(manifest_uri):
+            try:
+                previous = store.read_json(manifest_uri).get("attempt")
+            except (store.StoreError, AttributeError):
+                previous = None
+        store.write_json(manifest_uri, manifest.to_dict())
+        self._committed = True
+        keep = {self.attempt, previous}
+        attempts = {o.path.split("/", 1)[0] for o in store.list_objects(prefix) if "/" in o.path}
+        for old in sorted(attempts - keep):
+            if old.startswith("attempt-"):
+                store.delete_prefix(store.join(prefix, old))
+        return manifest
+
+
+class StageInput:
+    """A committed stage, read through its manifest."""
+
+    def __init__(self, run_uri: str, manifest: Manifest):
+        """Use :meth:`open`."""
+        self.run_uri = run_uri
+        self.manifest = manifest
+        self.root = store.join(stage_uri(run_uri, manifest.stage), manifest.attempt)
+
+    @classmethod
+    def open(cls, run_uri: str, stage: str, *, verify: bool = True) -> StageInput:
+        """Open a committed stage.
+
+        Args:
+            run_uri: the run prefix.
+            stage: the stage name (kebab-case, e.g. ``vertebra-train``).
+            verify: check that every file of the manifest exists with its recorded size.
+
+        Raises:
+            ManifestError: no manifest (the stage never finished), or a file missing or of the
+                wrong size; the message names the stage and the file.
+        """
+        prefix = stage_uri(run_uri, stage)
+        manifest_uri = store.join(prefix, MANIFEST)
+        try:
+            data = store.read_json(manifest_uri)
+        except store.ObjectNotFound:
+            raise ManifestError(
+                f"stage {stage!r} has no {MANIFEST} under {prefix}: it has not run or did not finish; run it first"
+            ) from None
+        manifest = Manifest.from_dict(data, where=manifest_uri)
+        if manifest.stage != stage:
+            raise ManifestError(f"{manifest_uri} belongs to stage {manifest.stage!r}, not {stage!r}")
+        reader = cls(run_uri, manifest)
+        if verify:
+            present = {o.path: o.size for o in store.list_objects(reader.root)}
+            for entry in manifest.files.values():
+                if entry.path not in present:
+                    raise ManifestError(f"stage {stage!r}: file {entry.path} listed in {MANIFEST} is missing from {reader.root}")
+                if present[entry.path] != entry.size:
+                    raise ManifestError(f"stage {stage!r}: file {entry.path} has {present[entry.path]} bytes, manifest says {entry.size}")
+        return reader
+
+    def _entry(self, relpath: str) -> FileEntry:
+        try:
+            return self.manifest.files[relpath]
+        except KeyError:
+            listed = sorted(self.manifest.files)
+            shown = ", ".join(listed[:20]) + (" ..." if len(listed) > 20 else "")
+            raise ManifestError(f"stage {self.manifest.stage!r} has no output {relpath!r}; it has: {shown}") from None
+
+    def uri(self, relpath: str) -> str:
+        """The URI of one output (which must be in the manifest)."""
+        self._entry(relpath)
+        return store.join(self.root, relpath)
+
+    def read_bytes(self, relpath: str) -> bytes:
+        """Read one output and check it against the manifest's sha256."""
+        entry = self._entry(relpath)
+        data = store.read_bytes(store.join(self.root, relpath))
+        if store.sha256_bytes(data) != entry.sha256:
+            raise ManifestError(f"stage {self.manifest.stage!r}: file {relpath} does not match its sha256 in {MANIFEST}")
+        return data
+
+    def read_json(self, relpath: str) -> Any:
+        """Read one JSON output."""
+        return json.loads(self.read_bytes(relpath))
+
+    def paths(self, under: str = "") -> list[str]:
+        """Output paths (relative), optionally only those below a folder."""
+        prefix = under.rstrip("/") + "/" if under else ""
+        return sorted(p for p in self.manifest.files if p.startswith(prefix))
+
+    def verify_checksums(self) -> None:
+        """Stream every file and compare its sha256 with the manifest (slow; for audits)."""
+        for entry in self.manifest.files.values():
+            if store.sha256_uri(store.join(self.root, entry.path)) != entry.sha256:
+                raise ManifestError(f"stage {self.manifest.stage!r}: file {entry.path} does not match its sha256")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters the stage ran with."""
+        return self.manifest.params

@@ -1,0 +1,46 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+
+from lumbar_core import vocab
+from lumbar_core.cli import build_parser, main
+from lumbar_core.submission import make_submission
+
+
+def _files(tmp_path):
+    wide = pd.DataFrame([{"study_id": s, **{c: "Normal/Mild" for c in vocab.target_columns()}} for s in (1, 2)])
+    wide.loc[0, "spinal_canal_stenosis_l4_l5"] = "Severe"
+    wide.to_csv(tmp_path / "train.csv", index=False)
+    targets = [t for s in (1, 2) for t in vocab.study_targets(s)]
+    make_submission([t.row_id for t in targets], np.full((50, 3), 1 / 3)).to_csv(tmp_path / "sub.csv", index=False)
+    return tmp_path / "train.csv", tmp_path / "sub.csv"
+
+
+def test_score_json_contract(tmp_path, capsys):
+    truth, sub = _files(tmp_path)
+    assert main(["score", "--truth", str(truth), "--submission", str(sub), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out) == ["spinal", "foraminal", "subarticular", "any_severe_spinal", "score"]
+    assert out["spinal"] == np.log(3)
+
+
+def test_score_table_and_errors(tmp_path, capsys):
+    truth, sub = _files(tmp_path)
+    assert main(["score", "--truth", str(truth), "--submission", str(sub)]) == 0
+    assert "any_severe_spinal" in capsys.readouterr().out
+    pd.read_csv(sub).iloc[1:].to_csv(tmp_path / "short.csv", index=False)
+    assert main(["score", "--truth", str(truth), "--submission", str(tmp_path / "short.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "missing rows" in err and "1_left_neural_foraminal_narrowing_l1_l2" in err
+    assert main(["score", "--truth", str(tmp_path / "none.csv"), "--submission", str(sub)]) == 2
+    assert "none.csv" in capsys.readouterr().err
+
+
+def test_help_lists_only_working_verbs():
+    verbs = build_parser()._subparsers._group_actions[0].choices
+    assert set(verbs) == {"score"}
+    result = subprocess.run([sys.executable, "-m", "lumbar_core.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "score" in result.stdout
