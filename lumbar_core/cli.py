@@ -24,6 +24,42 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_sets(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from lumbar_core.synthetic import generate, get_profile
+    from lumbar_core.synthetic.preview import write_preview
+
+    profile = get_profile(args.profile).with_overrides(_parse_sets(args.set))
+    summary = generate(
+        args.out,
+        studies=args.studies,
+        test_studies=args.test_studies,
+        profile=profile,
+        seed=args.seed,
+        workers=args.workers,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"wrote {summary['train_studies']} training and {summary['test_studies']} test studies "
+        f"({summary['series']} series, {summary['coordinates']} labelled points, "
+        f"{summary['spider_cases']} SPIDER cases) to {args.out}"
+    )
+    if args.preview:
+        if summary["train_studies"] == 0:
+            raise ValueError("--preview needs at least one training study")
+        print(f"preview: {write_preview(args.out, args.preview)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every verb that works today."""
     from lumbar_core import __version__
@@ -37,6 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--submission", required=True, help="submission CSV: row_id,normal_mild,moderate,severe")
     p.add_argument("--json", action="store_true", help="print the terms and score as one JSON object")
     p.set_defaults(func=_cmd_score)
+
+    p = verbs.add_parser("synth", help="generate a synthetic dataset in the RSNA and SPIDER formats")
+    p.add_argument("--out", required=True, help="output folder (created; must be empty unless --overwrite)")
+    p.add_argument("--studies", type=int, default=20, help="training studies (default 20)")
+    p.add_argument("--test-studies", type=int, default=3, help="test studies without labels (default 3)")
+    p.add_argument("--profile", default="tiny", help="tiny (fast tests) or realistic (384 px, real slice counts)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same bytes")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: LUMBAR_WORKERS or CPU count)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a profile setting (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--preview", metavar="PNG", help="also draw one study's series and labelled points into a PNG")
+    p.set_defaults(func=_cmd_synth)
     return parser
 
 
@@ -49,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (LabelError, SubmissionError, StoreError, FileNotFoundError) as exc:
+    except (LabelError, SubmissionError, StoreError, FileNotFoundError, ValueError) as exc:
         print(f"lumbar {args.verb}: error: {exc}", file=sys.stderr)
         return 2
 
