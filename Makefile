@@ -36,6 +36,14 @@ lint: venv ## ruff format check, ruff check, import guard
 test: lint ## lint, then every test
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+demo: venv ## synthetic dataset + preview, then the prior baseline scored (the pipeline arrives stage by stage)
+	$(VENV)/bin/lumbar synth --out $(DATA) --studies 20 --test-studies 3 --profile tiny --seed 0 --overwrite --preview $(RUN)/phantom_preview.png
+	$(VENV)/bin/lumbar prior --truth $(DATA)/train.csv --studies $(DATA)/test_series_descriptions.csv --out $(RUN)/submission.csv
+	@echo "prior baseline on the training studies (in-sample):"
+	@$(VENV)/bin/lumbar prior --truth $(DATA)/train.csv --studies $(DATA)/train.csv --out $(RUN)/prior_train.csv >/dev/null
+	$(VENV)/bin/lumbar score --truth $(DATA)/train.csv --submission $(RUN)/prior_train.csv
+	@echo "dataset: $(DATA)   submission: $(RUN)/submission.csv   preview: $(RUN)/phantom_preview.png"
+
 format: venv ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
@@ -43,4 +51,4 @@ format: venv ## apply ruff's formatting and safe fixes
 clean: ## remove generated data, runs and build outputs (keeps .venv)
 	rm -rf runs data dist build *.egg-info .pytest_cache .ruff_cache
 
-.PHONY: help venv lock lint test format clean
+.PHONY: help venv lock lint test demo format clean

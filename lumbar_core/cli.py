@@ -24,6 +24,22 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prior(args: argparse.Namespace) -> int:
+    from lumbar_core import labels, store
+    from lumbar_core.prior import prior_submission, prior_table
+    from lumbar_core.submission import write_submission
+
+    truth = labels.read_labels(pd.read_csv(store.bytes_io(args.truth)), source=args.truth)
+    studies = pd.read_csv(store.bytes_io(args.studies))
+    if "study_id" not in studies.columns:
+        raise ValueError(f"{args.studies}: no 'study_id' column")
+    ids = studies["study_id"].astype(int).unique()
+    sub = prior_submission(ids, prior_table(truth), reweighted=not args.no_reweight)
+    write_submission(sub, args.out, study_ids=ids)
+    print(f"wrote the prior of {truth['study_id'].nunique()} labelled studies for {len(ids)} studies to {args.out}")
+    return 0
+
+
 def _parse_sets(pairs: Sequence[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
@@ -73,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--submission", required=True, help="submission CSV: row_id,normal_mild,moderate,severe")
     p.add_argument("--json", action="store_true", help="print the terms and score as one JSON object")
     p.set_defaults(func=_cmd_score)
+
+    p = verbs.add_parser("prior", help="write the per condition x level prior of training labels as a submission")
+    p.add_argument("--truth", required=True, help="training labels: train.csv (wide) or a long table")
+    p.add_argument("--studies", required=True, help="any CSV with a study_id column (e.g. test_series_descriptions.csv)")
+    p.add_argument("--out", required=True, help="submission CSV to write (path or URI)")
+    p.add_argument("--no-reweight", action="store_true", help="write the plain prior, not the (1,2,4)-reweighted one")
+    p.set_defaults(func=_cmd_prior)
 
     p = verbs.add_parser("synth", help="generate a synthetic dataset in the RSNA and SPIDER formats")
     p.add_argument("--out", required=True, help="output folder (created; must be empty unless --overwrite)")

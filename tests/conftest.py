@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,16 @@ def store_root(request: pytest.FixtureRequest, tmp_path) -> str:
         return f"file://{tmp_path}/store"
     bucket = request.getfixturevalue("s3_bucket")
     return f"{bucket}/prefix/store"
+
+
+PHANTOM_SEED = 7
+
+
+@pytest.fixture(scope="session")
+def phantom(tmp_path_factory) -> Path:
+    """A tiny phantom dataset (16 training, 2 test studies, fixed seed), shared by the session."""
+    from lumbar_core.synthetic import generate, get_profile
+
+    root = tmp_path_factory.mktemp("phantom") / "data"
+    generate(root, studies=16, test_studies=2, profile=get_profile("tiny"), seed=PHANTOM_SEED, workers=2)
+    return root

@@ -227,16 +227,16 @@ def build_anatomy(rng: np.random.Generator, degrees: dict[tuple[str, str], float
             continue
         up = segments[idx - 1][2]  # height of the vertebra above
         spinal = deg("spinal_canal_stenosis", name)
-        late.append(solid(centre + v * depth / 2, axes, [h / 2 * 0.95, 0.5 + 6.5 * spinal, canal_w / 2 * 0.8], DISC_LABEL[name], 2))
-        late.append(solid(canal_c + v * canal_ap / 2, axes, [h / 2 + 3, 1.0 + 4.5 * spinal, canal_w / 2 * 0.75], LIGAMENT, 2))
+        late.append(solid(centre + v * depth / 2, axes, [h / 2 * 0.95, 0.5 + 8.0 * spinal, canal_w / 2 * 0.8], DISC_LABEL[name], 2))
+        late.append(solid(canal_c + v * canal_ap / 2, axes, [h / 2 + 3, 1.0 + 5.0 * spinal, canal_w / 2 * 0.75], LIGAMENT, 2))
         landmarks.disc[name] = R @ centre + t
         landmarks.disc_axis[name] = R @ u
-        landmarks.canal[name] = R @ (canal_c + v * (spinal - 0.5)) + t
+        landmarks.canal[name] = R @ (canal_c + v * (1.5 * spinal - 0.5)) + t
         for side_name, side in (("left", 1), ("right", -1)):
             foraminal = deg(f"{side_name}_neural_foraminal_narrowing", name)
             sub = deg(f"{side_name}_subarticular_stenosis", name)
             fc = centre + u * (h / 2 + up * 0.18) + v * (depth / 2 + 5.5) + w * side * (canal_w / 2 + 5)
-            shrink = 1 - 0.7 * foraminal**1.5
+            shrink = 1 - 0.8 * foraminal**1.3
             solids.append(solid(fc, axes, [9.5, 6.5, 6.0], LIGAMENT, 2))
             solids.append(solid(fc - u * 1.5 * foraminal, axes, [8.5 * shrink, 5.0 * shrink, 5.0], FORAMEN_FAT, 2))
             solids.append(solid(fc + u * 3.5, axes, [2.2, 2.2, 3.5], NERVE, 2))
@@ -244,7 +244,7 @@ def build_anatomy(rng: np.random.Generator, degrees: dict[tuple[str, str], float
             solids.append(solid(facet_c, axes, [h / 2 + 6, 6.5, 6.5], BONE, 2))
             recess = canal_c + v * canal_ap * 0.15 + w * side * (canal_w / 2 - 3.5)
             late.append(
-                solid(recess + v * canal_ap * 0.35 + w * side * 3.5, axes, [h / 2 + 3, 1.5 + 5.0 * sub, 1.5 + 6.0 * sub], LIGAMENT, 2)
+                solid(recess + v * canal_ap * 0.35 + w * side * 3.5, axes, [h / 2 + 3, 2.0 + 9.0 * sub, 2.0 + 9.0 * sub], LIGAMENT, 2)
             )
             landmarks.foramen[(side_name, name)] = R @ fc + t
             landmarks.recess[(side_name, name)] = R @ (recess - w * side * 2.0 * sub) + t

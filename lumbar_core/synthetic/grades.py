@@ -5,8 +5,8 @@ correlated between neighbouring levels, a factor shared by the left and right si
 group, and an independent part. Its normal CDF ``u`` is cut at the real prevalence (FACTS.md
 section 4), so every target's grade has the real marginal distribution. The latent degree in
 [0, 1] that shapes the anatomy maps ``u`` piecewise-linearly so grades change at 1/3 and 2/3.
-Readers disagree: labels are the grade of a slightly perturbed degree, so targets near a
-boundary are sometimes one grade off; some cells are left empty.
+Readers disagree: labels are the grade of a perturbed latent score (same prevalence), so
+targets near a boundary are sometimes one grade off; some cells are left empty.
 """
 
 from __future__ import annotations
@@ -67,12 +67,16 @@ def sample_grades(rng: np.random.Generator, *, label_noise_sd: float, p_missing_
                 + np.sqrt(_VARIANCE["group"]) * group[(g, lv)]
                 + np.sqrt(_VARIANCE["own"]) * rng.normal()
             )
-            d = degree_from_u(float(ndtr(z)), REAL_PREVALENCE[(condition, lv)])
+            prevalence = REAL_PREVALENCE[(condition, lv)]
+            d = degree_from_u(float(ndtr(z)), prevalence)
             key = (condition, lv)
             degree[key] = d
             grade[key] = grade_of_degree(d)
-            # readers disagree near the grade boundaries: they read a slightly perturbed degree
-            read = grade_of_degree(d + rng.normal(0, label_noise_sd)) if label_noise_sd > 0 else grade[key]
+            # readers disagree near the grade boundaries: they read a perturbed latent score, rescaled
+            # to unit variance so the labels keep the real prevalence
+            z_read = (z + rng.normal(0, label_noise_sd)) / np.sqrt(1 + label_noise_sd**2)
+            read = grade_of_degree(degree_from_u(float(ndtr(z_read)), prevalence))
+            read = min(max(read, grade[key] - 1), grade[key] + 1)  # at most one grade off
             missing = rng.random() < p_missing_cell * _MISSING_FACTOR.get((g, lv), 1.0)
             label[key] = None if missing else read
     return StudyGrades(degree, grade, label)

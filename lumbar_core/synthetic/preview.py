@@ -54,7 +54,7 @@ def write_preview(root: str | Path, png: str | Path, study_id: int | None = None
             ax.annotate(r["level"], (r["x"], r["y"]), xytext=(4, -4), textcoords="offset points", color="yellow", fontsize=7)
         ax.set_title(f"{condition}\n{series_type}, instance {int(first['instance_number'])}", fontsize=9)
     fig.suptitle(f"phantom study {study_id}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=90)

@@ -37,7 +37,7 @@ class PhantomProfile:
     p_instances_shuffled: float = 0.2
     p_instances_reversed: float = 0.3
     p_instances_offset: float = 0.25
-    label_noise_sd: float = 0.04
+    label_noise_sd: float = 0.3
     p_missing_cell: float = 0.004
     p_spider_sacrum_labelled: float = 0.2
     coord_jitter_mm: float = 0.5

@@ -41,6 +41,23 @@ def test_score_table_and_errors(tmp_path, capsys):
 
 def test_help_lists_only_working_verbs():
     verbs = build_parser()._subparsers._group_actions[0].choices
-    assert set(verbs) == {"score", "synth"}
+    assert set(verbs) == {"prior", "score", "synth"}
     result = subprocess.run([sys.executable, "-m", "lumbar_core.cli", "--help"], capture_output=True, text=True, check=True)
     assert "score" in result.stdout
+
+
+def test_prior_verb_writes_a_valid_submission_that_beats_uniform(tmp_path, capsys):
+    truth, uniform = _files(tmp_path)
+    studies = tmp_path / "studies.csv"
+    pd.DataFrame({"study_id": [1, 2, 2]}).to_csv(studies, index=False)
+    out = tmp_path / "prior.csv"
+    assert main(["prior", "--truth", str(truth), "--studies", str(studies), "--out", str(out)]) == 0
+    assert len(pd.read_csv(out)) == 50
+    capsys.readouterr()
+    main(["score", "--truth", str(truth), "--submission", str(out), "--json"])
+    prior_score = json.loads(capsys.readouterr().out)["score"]
+    main(["score", "--truth", str(truth), "--submission", str(uniform), "--json"])
+    assert prior_score < json.loads(capsys.readouterr().out)["score"]
+    pd.DataFrame({"id": [1]}).to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["prior", "--truth", str(truth), "--studies", str(tmp_path / "bad.csv"), "--out", str(out)]) == 2
+    assert "no 'study_id' column" in capsys.readouterr().err
