@@ -44,6 +44,9 @@ demo: venv ## synthetic dataset + preview, then the prior baseline scored (the p
 	$(VENV)/bin/lumbar score --truth $(DATA)/train.csv --submission $(RUN)/prior_train.csv
 	@echo "dataset: $(DATA)   submission: $(RUN)/submission.csv   preview: $(RUN)/phantom_preview.png"
 
+bench: venv ## benchmarks: print speed figures (not part of make test)
+	$(PY) bench/ingest_throughput.py --studies 3
+
 format: venv ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
@@ -51,4 +54,4 @@ format: venv ## apply ruff's formatting and safe fixes
 clean: ## remove generated data, runs and build outputs (keeps .venv)
 	rm -rf runs data dist build *.egg-info .pytest_cache .ruff_cache
 
-.PHONY: help venv lock lint test demo format clean
+.PHONY: help venv lock lint test demo bench format clean

@@ -76,6 +76,39 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stage(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from lumbar_core.stages import get_stage
+
+    spec = get_stage(args.stage)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(spec.params) if getattr(args, f.name) is not None}
+    params = spec.params.from_dict(given)
+    inputs = {name: getattr(args, name.removesuffix("_uri")) for name in spec.inputs}
+    manifest = spec.run(run_uri=args.run, params=params, **inputs)
+    print(f"{args.stage}: committed {len(manifest.files)} files to {args.run}/{manifest.stage} ({manifest.attempt})")
+    for key, value in manifest.metrics.items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+def _add_stage_parsers(verbs) -> None:
+    import dataclasses
+
+    from lumbar_core.stages import STAGES
+
+    stage = verbs.add_parser("stage", help="run or rerun one stage against a run's store prefix")
+    names = stage.add_subparsers(dest="stage", required=True, metavar="NAME")
+    for spec in STAGES.values():
+        p = names.add_parser(spec.name, help=f"{spec.help} ({spec.node})")
+        p.add_argument("--run", required=True, help="the run prefix (path, file:// or s3://)")
+        for name in spec.inputs:
+            p.add_argument(f"--{name.removesuffix('_uri')}", required=True, help=f"{name.removesuffix('_uri')} root (path or URI)")
+        for f in dataclasses.fields(spec.params):
+            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, help=f"default: {f.default!r}")
+        p.set_defaults(func=_cmd_stage)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every verb that works today."""
     from lumbar_core import __version__
@@ -108,19 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--preview", metavar="PNG", help="also draw one study's series and labelled points into a PNG")
     p.set_defaults(func=_cmd_synth)
+
+    _add_stage_parsers(verbs)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lumbar`` console script."""
     from lumbar_core.labels import LabelError
+    from lumbar_core.manifest import ManifestError
     from lumbar_core.store import StoreError
     from lumbar_core.submission import SubmissionError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (LabelError, SubmissionError, StoreError, FileNotFoundError, ValueError) as exc:
+    except (LabelError, SubmissionError, StoreError, ManifestError, FileNotFoundError, KeyError, ValueError) as exc:
         print(f"lumbar {args.verb}: error: {exc}", file=sys.stderr)
         return 2
 

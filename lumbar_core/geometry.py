@@ -103,3 +103,69 @@ def in_plane_axes(normal: np.ndarray, row_hint: np.ndarray) -> tuple[np.ndarray,
     normal = unit(normal)
     row = unit(row_hint - np.dot(row_hint, normal) * normal)
     return row, unit(np.cross(normal, row))
+
+
+@dataclass(frozen=True)
+class StackGeometry:
+    """A stack of parallel images: each slice's IPP (n, 3), shared orientation, spacing and size."""
+
+    ipp: np.ndarray
+    row_dir: np.ndarray
+    col_dir: np.ndarray
+    row_spacing: float
+    col_spacing: float
+    rows: int
+    cols: int
+
+    @property
+    def normal(self) -> np.ndarray:
+        """Unit normal, row_dir x col_dir."""
+        return unit(np.cross(self.row_dir, self.col_dir))
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Position of each slice along the normal (mm)."""
+        return self.ipp @ self.normal
+
+    def plane(self, k: int) -> Plane:
+        """The plane of slice ``k``."""
+        return Plane(self.ipp[k], self.row_dir, self.col_dir, self.row_spacing, self.col_spacing, self.rows, self.cols)
+
+    def pixel_to_world(self, x: np.ndarray | float, y: np.ndarray | float, k: np.ndarray | int) -> np.ndarray:
+        """World points (..., 3) of (column ``x``, row ``y``) on slice ``k``."""
+        origin = self.ipp[np.asarray(k, dtype=int)]
+        x = np.asarray(x, dtype=float)[..., None]
+        y = np.asarray(y, dtype=float)[..., None]
+        return origin + x * self.col_spacing * self.row_dir + y * self.row_spacing * self.col_dir
+
+    def nearest_slice(self, point: np.ndarray) -> tuple[int, float]:
+        """Index of the slice nearest a world point and the point's distance from it (mm)."""
+        offsets = (np.asarray(point, dtype=float) - self.ipp) @ self.normal
+        k = int(np.argmin(np.abs(offsets)))
+        return k, float(abs(offsets[k]))
+
+    def world_to_pixel(self, point: np.ndarray) -> tuple[float, float, int, float]:
+        """(column, row, nearest slice, distance mm) of one world point."""
+        k, distance = self.nearest_slice(point)
+        x, y, _ = self.plane(k).world_to_pixel(np.asarray(point, dtype=float))
+        return float(x), float(y), k, distance
+
+
+def nearest_slices(point: np.ndarray, stacks: list[StackGeometry], *, max_mm: float = 5.0) -> list[tuple[int, int, float]]:
+    """For a world point (e.g. a sagittal label mapped to world), the nearest slice of each stack.
+
+    Returns (stack index, slice index, distance mm) for every stack whose nearest slice is within
+    ``max_mm`` and whose image contains the point's projection, nearest first; farther matches are
+    rejected (FACTS.md section 3: about 5 mm).
+    """
+    out = []
+    for i, stack in enumerate(stacks):
+        x, y, k, distance = stack.world_to_pixel(point)
+        if distance <= max_mm and -0.5 <= x <= stack.cols - 0.5 and -0.5 <= y <= stack.rows - 0.5:
+            out.append((i, k, distance))
+    return sorted(out, key=lambda m: m[2])
+
+
+def side_of_midline(point: np.ndarray, midline: np.ndarray) -> str:
+    """``left`` or ``right``: the patient's side of ``point`` relative to a midline point (patient left is +x)."""
+    return "left" if float(np.asarray(point)[0] - np.asarray(midline)[0]) > 0 else "right"

@@ -67,3 +67,13 @@ def phantom(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("phantom") / "data"
     generate(root, studies=16, test_studies=2, profile=get_profile("tiny"), seed=PHANTOM_SEED, workers=2)
     return root
+
+
+@pytest.fixture(scope="session")
+def ingested(phantom, tmp_path_factory) -> str:
+    """The phantom's training split ingested into a local run; yields the run prefix."""
+    from lumbar_core.stages.ingest import IngestParams, run
+
+    run_uri = str(tmp_path_factory.mktemp("run") / "run")
+    run(data_uri=str(phantom), run_uri=run_uri, params=IngestParams(workers=2))
+    return run_uri

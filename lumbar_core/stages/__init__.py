@@ -1,0 +1,40 @@
+"""The stage registry: kebab-case name -> (run function, Params class, node kind).
+
+The CLI, the pipelines and the tests iterate over :data:`STAGES`; stages never import each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lumbar_core.params import Params
+from lumbar_core.stages import ingest
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: its function (keyword-only, ``run_uri`` + inputs + ``params``), Params and node."""
+
+    name: str
+    run: Callable
+    params: type[Params]
+    node: str  # "cpu" or "gpu"
+    help: str
+    inputs: tuple[str, ...] = ()  # extra URI arguments besides run_uri, e.g. ("data_uri",)
+
+
+STAGES: dict[str, StageSpec] = {
+    "ingest": StageSpec(
+        "ingest", ingest.run, ingest.IngestParams, "cpu", "DICOM series -> series index, volumes, label tables", ("data_uri",)
+    ),
+    "ingest-merge": StageSpec("ingest-merge", ingest.merge, ingest.MergeParams, "cpu", "combine ingest shards into one ingest stage"),
+}
+
+
+def get_stage(name: str) -> StageSpec:
+    """A stage by name; an unknown name lists the valid ones."""
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise KeyError(f"unknown stage {name!r}; valid: {', '.join(STAGES)}") from None

@@ -1,0 +1,352 @@
+"""ingest (cpu): read a dataset root in the RSNA layout into volumes and tables.
+
+Reads ``{data}/{split}_images/{study}/{series}/{instance}.dcm``, ``{split}_series_descriptions.csv``
+and, for the training split, ``train.csv`` and ``train_label_coordinates.csv`` (local or ``s3://``).
+
+Writes under ``{run}/ingest/`` (or ``{run}/ingest-shard-{i}/`` for one shard of several):
+
+* ``series_index.parquet``: one row per stack (study, series, description, stack, orientation,
+  slice order, spacing, shape, affine, volume location, file count, problems);
+* ``slices.parquet``: one row per image (stack, slice index in spatial order, instance, IPP);
+* ``volumes/{study}/{series}_{stack}.npz``: pixels (slices, rows, cols) in spatial order, each
+  slice's IPP, the orientation, pixel spacing, instance numbers and the affine;
+* ``labels.parquet``: train.csv in long form (see :mod:`lumbar_core.labels`);
+* ``coordinates.parquet``: the label coordinates with condition/level in snake_case, their stack,
+  slice index and world position (LPS mm);
+* ``problems.parquet``: every unreadable file, non-image file, file without geometry, missing
+  series type, series without a description row, unknown description, and label row pointing at a
+  missing series or instance. None of them stops the run.
+
+Studies are processed in parallel worker processes, with a progress bar.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from lumbar_core import labels as labels_mod
+from lumbar_core import settings, store, vocab
+from lumbar_core.dicom import DicomReadError, SliceRecord, group_stacks, orientation_name, read_slice
+from lumbar_core.ingested import PROBLEM_COLUMNS, TABLES, save_volume
+from lumbar_core.manifest import FileEntry, Manifest, StageInput, StageOutput
+from lumbar_core.params import Params
+
+STAGE = "ingest"
+
+
+@dataclass(frozen=True)
+class IngestParams(Params):
+    """Parameters of ingest.
+
+    Attributes:
+        split: ``train`` or ``test``: which image folder and tables to read.
+        workers: worker processes (0 = ``LUMBAR_WORKERS`` or the CPU count).
+        shard_index: this shard's number, 0-based.
+        shard_count: shards in all; studies (sorted) are dealt round-robin to shards.
+        studies: only these study ids (empty = all).
+        compression: deflate level of the volume files, 0 (stored, fastest) to 9.
+    """
+
+    split: str = "train"
+    workers: int = 0
+    shard_index: int = 0
+    shard_count: int = 1
+    studies: tuple[int, ...] = ()
+    compression: int = 1
+
+
+def stage_name(params: IngestParams) -> str:
+    """``ingest`` for a whole run, ``ingest-shard-{i}`` for one shard of several."""
+    return STAGE if params.shard_count == 1 else f"{STAGE}-shard-{params.shard_index}"
+
+
+@dataclass(frozen=True)
+class _StudyTask:
+    data_uri: str
+    split: str
+    study_id: int
+    series: dict[int, list[str]]
+    descriptions: dict[int, str | None]
+    out_root: str
+    compression: int
+
+
+def _problem(study: Any, series: Any, file: str, kind: str, message: str) -> dict[str, Any]:
+    return {"study_id": study, "series_id": series, "file": file, "kind": kind, "message": message}
+
+
+def _describe(task: _StudyTask, series_id: int, records: list[SliceRecord], problems: list[dict]) -> str:
+    known = task.descriptions.get(series_id)
+    if known is None:
+        tag = records[0].description if records else ""
+        problems.append(
+            _problem(
+                task.study_id,
+                series_id,
+                "",
+                "no description row",
+                f"study {task.study_id} series {series_id} has no row in {task.split}_series_descriptions.csv; "
+                f"using the SeriesDescription tag {tag!r}",
+            )
+        )
+        known = tag
+    if known not in vocab.SERIES_TYPES:
+        problems.append(
+            _problem(
+                task.study_id,
+                series_id,
+                "",
+                "unknown description",
+                f"study {task.study_id} series {series_id}: description {known!r} is not one of {', '.join(vocab.SERIES_TYPES)}",
+            )
+        )
+    return known
+
+
+def ingest_study(task: _StudyTask) -> tuple[list[dict], list[dict], list[dict], list[FileEntry]]:
+    """Read one study: (stack rows, slice rows, problems, written files). Runs in a worker."""
+    index_rows: list[dict] = []
+    slice_rows: list[dict] = []
+    problems: list[dict] = []
+    files: list[FileEntry] = []
+    present_types = set()
+    for series_id, paths in sorted(task.series.items()):
+        records: list[SliceRecord] = []
+        series_problems: list[str] = []
+        for rel in paths:
+            uri = store.join(task.data_uri, rel)
+            try:
+                records.append(read_slice(store.read_bytes(uri), rel))
+            except DicomReadError as exc:
+                problems.append(_problem(task.study_id, series_id, rel, exc.kind, str(exc)))
+                series_problems.append(exc.kind)
+            except store.StoreError as exc:
+                problems.append(_problem(task.study_id, series_id, rel, "unreadable", str(exc)))
+                series_problems.append("unreadable")
+        description = _describe(task, series_id, records, problems)
+        if not records:
+            problems.append(
+                _problem(task.study_id, series_id, "", "empty series", f"study {task.study_id} series {series_id}: no usable image")
+            )
+            continue
+        present_types.add(description)
+        for stack_no, stack in enumerate(group_stacks(records)):
+            volume = stack.volume()
+            rel = f"volumes/{task.study_id}/{series_id}_{stack_no}.npz"
+            data = save_volume(
+                {
+                    "pixels": volume,
+                    "ipp": np.stack([s.plane.ipp for s in stack.slices]),
+                    "row_dir": stack.plane.row_dir,
+                    "col_dir": stack.plane.col_dir,
+                    "pixel_spacing": np.array([stack.plane.row_spacing, stack.plane.col_spacing]),
+                    "instance_numbers": np.array(stack.instance_numbers),
+                    "affine": stack.affine(),
+                },
+                level=task.compression,
+            )
+            store.write_bytes(store.join(task.out_root, rel), data)
+            files.append(FileEntry(rel, len(data), store.sha256_bytes(data)))
+            normal = stack.plane.normal
+            thicknesses = {s.thickness for s in stack.slices}
+            index_rows.append(
+                {
+                    "study_id": task.study_id,
+                    "series_id": series_id,
+                    "description": description,
+                    "stack": stack_no,
+                    "orientation": orientation_name(normal),
+                    "normal_x": normal[0],
+                    "normal_y": normal[1],
+                    "normal_z": normal[2],
+                    "slice_order": stack.slice_order,
+                    "n_slices": len(stack.slices),
+                    "rows": stack.plane.rows,
+                    "cols": stack.plane.cols,
+                    "row_spacing": stack.plane.row_spacing,
+                    "col_spacing": stack.plane.col_spacing,
+                    "slice_spacing": stack.slice_spacing,
+                    "slice_thickness": next(iter(thicknesses)) if len(thicknesses) == 1 else None,
+                    "affine": stack.affine().ravel().tolist(),
+                    "volume_path": rel,
+                    "file_count": len(paths),
+                    "problems": ";".join(sorted(set(series_problems))),
+                }
+            )
+            for k, s in enumerate(stack.slices):
+                slice_rows.append(
+                    {
+                        "study_id": task.study_id,
+                        "series_id": series_id,
+                        "stack": stack_no,
+                        "slice": k,
+                        "instance_number": s.instance,
+                        "ipp_x": s.plane.ipp[0],
+                        "ipp_y": s.plane.ipp[1],
+                        "ipp_z": s.plane.ipp[2],
+                    }
+                )
+    for series_type in vocab.SERIES_TYPES:
+        if series_type not in present_types:
+            problems.append(_problem(task.study_id, None, "", "missing series type", f"study {task.study_id} has no {series_type} series"))
+    return index_rows, slice_rows, problems, files
+
+
+def _list_images(data_uri: str, split: str) -> dict[int, dict[int, list[str]]]:
+    """Study -> series -> relative paths of ``{split}_images``; other files are ignored."""
+    folder = f"{split}_images"
+    out: dict[int, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for obj in store.list_objects(store.join(data_uri, folder)):
+        parts = PurePosixPath(obj.path).parts
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+            continue
+        out[int(parts[0])][int(parts[1])].append(f"{folder}/{obj.path}")
+    return out
+
+
+def _read_csv(uri: str) -> pd.DataFrame | None:
+    return pd.read_csv(store.bytes_io(uri)) if store.exists(uri) else None
+
+
+def _coordinates(coords: pd.DataFrame, slices: pd.DataFrame, index: pd.DataFrame, problems: list[dict]) -> pd.DataFrame:
+    """Label coordinates normalised, with stack, slice and world position; bad rows become problems."""
+    out = coords.copy()
+    out["condition"] = [vocab.condition_from_title(c) for c in out["condition"]]
+    out["level"] = [vocab.level_from_title(v) for v in out["level"]]
+    merged = out.merge(slices, on=["study_id", "series_id", "instance_number"], how="left")
+    geometry = index.set_index(["study_id", "series_id", "stack"])
+    missing = merged["slice"].isna()
+    for row in merged[missing].itertuples():
+        problems.append(
+            _problem(
+                row.study_id,
+                row.series_id,
+                f"{row.instance_number}.dcm",
+                "label points at missing instance",
+                f"coordinate of {row.condition} {row.level} points at study {row.study_id} series {row.series_id} "
+                f"instance {row.instance_number}, which was not ingested",
+            )
+        )
+    merged = merged[~missing].copy()
+    if merged.empty:
+        return merged.assign(world_x=[], world_y=[], world_z=[])
+    merged["stack"] = merged["stack"].astype(int)
+    merged["slice"] = merged["slice"].astype(int)
+    keys = list(zip(merged["study_id"], merged["series_id"], merged["stack"]))
+    affine = np.stack([np.asarray(geometry.loc[k, "affine"]).reshape(4, 4) for k in keys])
+    ipp = merged[["ipp_x", "ipp_y", "ipp_z"]].to_numpy()
+    world = ipp + merged["x"].to_numpy()[:, None] * affine[:, :3, 0] + merged["y"].to_numpy()[:, None] * affine[:, :3, 1]
+    merged[["world_x", "world_y", "world_z"]] = world
+    return merged.drop(columns=["ipp_x", "ipp_y", "ipp_z"]).reset_index(drop=True)
+
+
+def _run_parallel(tasks: list[_StudyTask], workers: int) -> list:
+    if workers <= 1 or len(tasks) <= 1:
+        return [ingest_study(t) for t in tqdm(tasks, desc="ingest", unit="study")]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        return list(tqdm(pool.map(ingest_study, tasks), total=len(tasks), desc="ingest", unit="study"))
+
+
+def _table_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def run(*, data_uri: str, run_uri: str, params: IngestParams) -> Manifest:
+    """Ingest one split (or one shard of it) of a dataset root into ``{run}/ingest``."""
+    if params.split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {params.split!r}")
+    if not 0 <= params.shard_index < params.shard_count:
+        raise ValueError(f"shard_index must be in [0, {params.shard_count}), got {params.shard_index}")
+    images = _list_images(data_uri, params.split)
+    if not images:
+        raise FileNotFoundError(f"no DICOM files under {store.join(data_uri, params.split + '_images')}/{{study}}/{{series}}/")
+    problems: list[dict] = []
+    descriptions_uri = store.join(data_uri, f"{params.split}_series_descriptions.csv")
+    desc_table = _read_csv(descriptions_uri)
+    descriptions: dict[tuple[int, int], str] = {}
+    if desc_table is None:
+        problems.append(_problem(None, None, descriptions_uri, "no series descriptions", f"{descriptions_uri} is missing"))
+    else:
+        descriptions = {(int(r.study_id), int(r.series_id)): str(r.series_description) for r in desc_table.itertuples()}
+    studies = sorted(images)
+    if params.studies:
+        studies = [s for s in studies if s in set(params.studies)]
+    studies = studies[params.shard_index :: params.shard_count]
+    out = StageOutput(run_uri, stage_name(params))
+    tasks = [
+        _StudyTask(
+            data_uri,
+            params.split,
+            study,
+            {k: sorted(v) for k, v in images[study].items()},
+            {series: descriptions.get((study, series)) for series in images[study]},
+            out.root,
+            params.compression,
+        )
+        for study in studies
+    ]
+    results = _run_parallel(tasks, params.workers or settings.workers())
+    index = pd.DataFrame([r for res in results for r in res[0]])
+    slices = pd.DataFrame([r for res in results for r in res[1]])
+    for res in results:
+        problems.extend(res[2])
+        for entry in res[3]:
+            out.record(entry)
+    index["volume_stage"] = out.stage
+    tables: dict[str, pd.DataFrame] = {"series_index": index, "slices": slices}
+    if params.split == "train":
+        train = _read_csv(store.join(data_uri, "train.csv"))
+        if train is not None:
+            long = labels_mod.from_wide(train, source=store.join(data_uri, "train.csv"))
+            tables["labels"] = long[long["study_id"].isin(studies)].reset_index(drop=True)
+        coords = _read_csv(store.join(data_uri, "train_label_coordinates.csv"))
+        if coords is not None:
+            coords = coords[coords["study_id"].isin(studies)]
+            tables["coordinates"] = _coordinates(coords, slices, index, problems)
+    tables["problems"] = pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
+    for name, frame in tables.items():
+        out.write_bytes(TABLES[name], _table_bytes(frame))
+    metrics = {
+        "studies": len(studies),
+        "stacks": len(index),
+        "images": len(slices),
+        "problems": len(problems),
+    }
+    return out.commit(params={**params.to_dict(), "data_uri": data_uri}, metrics=metrics)
+
+
+@dataclass(frozen=True)
+class MergeParams(Params):
+    """Parameters of ingest-merge: how many ingest shards to combine."""
+
+    shard_count: int = 1
+
+
+def merge(*, run_uri: str, params: MergeParams) -> Manifest:
+    """Combine ``ingest-shard-*`` stages into one ``ingest`` stage (tables; volumes stay in the shards)."""
+    parts: dict[str, list[pd.DataFrame]] = defaultdict(list)
+    shard_params = []
+    for i in range(params.shard_count):
+        shard = StageInput.open(run_uri, f"{STAGE}-shard-{i}")
+        shard_params.append(shard.params)
+        for name, path in TABLES.items():
+            if path in shard.manifest.files:
+                parts[name].append(pd.read_parquet(io.BytesIO(shard.read_bytes(path))))
+    out = StageOutput(run_uri, STAGE)
+    for name, frames in parts.items():
+        out.write_bytes(TABLES[name], _table_bytes(pd.concat(frames, ignore_index=True)))
+    merged_index = pd.concat(parts["series_index"], ignore_index=True)
+    metrics = {"studies": int(merged_index["study_id"].nunique()), "stacks": len(merged_index), "shards": params.shard_count}
+    return out.commit(params={**params.to_dict(), "shards": shard_params}, metrics=metrics)
