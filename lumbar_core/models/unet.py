@@ -1,0 +1,96 @@
+"""The vertebra U-Net: segmentation-models-pytorch ``Unet`` with a ResNet encoder, one input channel."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+
+ENCODERS = ("resnet18", "resnet34", "resnet50")
+
+
+def device():
+    """CUDA when present, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(dev):
+    """Mixed precision (bfloat16) on a GPU; nothing on the CPU."""
+    import torch
+
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
+
+
+def build_unet(encoder: str, classes: int, encoder_weights: str = ""):
+    """A U-Net; ``encoder_weights`` is '' (random init) or a local file of encoder weights (no download).
+
+    A 3-channel first convolution in the file is summed over its input channels to fit one channel.
+    """
+    import segmentation_models_pytorch as smp
+    import torch
+
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
+    model = smp.Unet(encoder_name=encoder, encoder_weights=None, in_channels=1, classes=classes)
+    if encoder_weights:
+        path = Path(encoder_weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"encoder weights {path} not found (weights are never downloaded)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        if "conv1.weight" in state and state["conv1.weight"].shape[1] == 3:
+            state["conv1.weight"] = state["conv1.weight"].sum(dim=1, keepdim=True)
+        missing, _ = model.encoder.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False)
+        if missing:
+            raise ValueError(f"{path}: encoder weights lack {', '.join(missing[:5])}")
+    return model
+
+
+def pad_to_multiple(batch: np.ndarray, multiple: int = 32) -> tuple[np.ndarray, tuple[int, int]]:
+    """Zero-pad (n, H, W) on the bottom and right to multiples of ``multiple``; returns the original (H, W)."""
+    h, w = batch.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return np.pad(batch, ((0, 0), (0, ph), (0, pw))), (h, w)
+
+
+def predict(model, slices: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
+    """Class map (n, H, W) uint8 of normalised slices (n, H, W)."""
+    import torch
+
+    dev = next(model.parameters()).device
+    padded, (h, w) = pad_to_multiple(slices.astype(np.float32))
+    labels = []
+    model.eval()
+    with torch.no_grad(), autocast(dev):
+        for start in range(0, len(padded), batch_size):
+            x = torch.from_numpy(padded[start : start + batch_size, None]).to(dev)
+            logits = model(x).float()[..., :h, :w]
+            labels.append(logits.argmax(dim=1).cpu().numpy().astype(np.uint8))
+    return np.concatenate(labels)
+
+
+def save_model(model, config: dict) -> bytes:
+    """``model.pt`` bytes: weights and the config needed to rebuild the network."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "config": config}, buffer)
+    return buffer.getvalue()
+
+
+def load_model(data: bytes):
+    """The U-Net and its config from ``model.pt`` bytes, on the best device, in eval mode."""
+    import io
+
+    import torch
+
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    config = state["config"]
+    model = build_unet(config["encoder"], len(config["classes"]))
+    model.load_state_dict(state["model"])
+    return model.to(device()).eval(), config
