@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lumbar_core import store
-from lumbar_core.sagittal import Canonical, canonical_for
+from lumbar_core.sagittal import canonical_for
 
 CLASSES: tuple[str, ...] = ("background", "L1", "L2", "L3", "L4", "L5", "S1", "disc", "canal", "T-spine")
 VERTEBRA_CLASSES = {"L1": 1, "L2": 2, "L3": 3, "L4": 4, "L5": 5, "S1": 6}

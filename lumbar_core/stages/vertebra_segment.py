@@ -20,6 +20,7 @@ missing.
 from __future__ import annotations
 
 import io
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,7 @@ from lumbar_core.spider import CANAL, DISC, VERTEBRA_CLASSES
 
 STAGE = "vertebra-segment"
 VERTEBRAE = ("L1", "L2", "L3", "L4", "L5", "S1")
-LEVEL_PAIRS = dict(zip(vocab.LEVELS, zip(VERTEBRAE, VERTEBRAE[1:])))
+LEVEL_PAIRS = dict(zip(vocab.LEVELS, itertools.pairwise(VERTEBRAE)))
 MIN_GAP_MM, MAX_GAP_MM = 15.0, 60.0
 
 
