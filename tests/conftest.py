@@ -77,3 +77,15 @@ def ingested(phantom, tmp_path_factory) -> str:
     run_uri = str(tmp_path_factory.mktemp("run") / "run")
     run(data_uri=str(phantom), run_uri=run_uri, params=IngestParams(workers=2))
     return run_uri
+
+
+@pytest.fixture(scope="session")
+def segmented(phantom, ingested) -> str:
+    """The ingested run with vertebra-train (short CPU training), vertebra-segment, disc-label and balance."""
+    from lumbar_core.stages import balance, disc_label, vertebra_segment, vertebra_train
+
+    vertebra_train.run(spider_uri=str(phantom / "spider"), run_uri=ingested, params=vertebra_train.VertebraTrainParams(epochs=6))
+    vertebra_segment.run(run_uri=ingested, params=vertebra_segment.VertebraSegmentParams())
+    disc_label.run(run_uri=ingested, params=disc_label.DiscLabelParams())
+    balance.run(run_uri=ingested, params=balance.BalanceParams(allow_missing=True))
+    return ingested

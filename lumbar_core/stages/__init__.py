@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lumbar_core.params import Params
-from lumbar_core.stages import ingest
+from lumbar_core.stages import balance, disc_label, ingest, vertebra_segment, vertebra_train
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,25 @@ STAGES: dict[str, StageSpec] = {
         "ingest", ingest.run, ingest.IngestParams, "cpu", "DICOM series -> series index, volumes, label tables", ("data_uri",)
     ),
     "ingest-merge": StageSpec("ingest-merge", ingest.merge, ingest.MergeParams, "cpu", "combine ingest shards into one ingest stage"),
+    "vertebra-train": StageSpec(
+        "vertebra-train",
+        vertebra_train.run,
+        vertebra_train.VertebraTrainParams,
+        "gpu",
+        "U-Net (ResNet encoder) on a SPIDER-format folder",
+        ("spider_uri",),
+    ),
+    "vertebra-segment": StageSpec(
+        "vertebra-segment",
+        vertebra_segment.run,
+        vertebra_segment.VertebraSegmentParams,
+        "gpu",
+        "vertebra masks, instances and disc-level centres of every study",
+    ),
+    "disc-label": StageSpec(
+        "disc-label", disc_label.run, disc_label.DiscLabelParams, "cpu", "nnU-Net cases whose disc regions carry (level, severity)"
+    ),
+    "balance": StageSpec("balance", balance.run, balance.BalanceParams, "cpu", "class census and an oversampled case list"),
 }
 
 

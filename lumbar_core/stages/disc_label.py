@@ -1,0 +1,193 @@
+"""disc-label (cpu): 2D image/label pairs for nnU-Net whose disc regions carry (level, severity).
+
+Reads ingest (volumes, labels, coordinates) and vertebra-segment (masks). Two families of cases:
+
+* ``spinal``: the mid-sagittal Sagittal T2/STIR slices the spinal canal points lie on;
+* ``foraminal``: the left and right parasagittal Sagittal T1 slices of the foraminal points.
+
+On each labelled slice, every level with a point on it (or on a slice within 1.5 slice spacings)
+gets a region: a disk of ``radius_mm`` around the point, plus the U-Net's disc pixels within
+``disc_radius_mm``. The region's class is ``1 + 3 * level_index + severity`` (15 classes + background
+per family); a level without a severity label gets no region. Slices are brought to the canonical
+sagittal layout and resampled to ``spacing_mm`` so nnU-Net sees them as prediction will.
+
+Writes under ``{run}/disc-label/``: ``cases/{family}/{case_id}.npz`` (image float32, label uint8,
+spacing), ``cases.parquet`` (one row per case), ``regions.parquet`` (one row per labelled region:
+case, condition, level, severity, class, pixels) and ``overlay.png``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from lumbar_core import vocab
+from lumbar_core.ingested import IngestedData, save_volume
+from lumbar_core.manifest import Manifest, StageInput, StageOutput
+from lumbar_core.params import Params
+from lumbar_core.sagittal import canonical_of_stack, resample_slice
+from lumbar_core.spider import DISC
+
+STAGE = "disc-label"
+FAMILIES = {
+    "spinal": (vocab.SAGITTAL_T2, ("spinal_canal_stenosis",)),
+    "foraminal": (vocab.SAGITTAL_T1, ("left_neural_foraminal_narrowing", "right_neural_foraminal_narrowing")),
+}
+
+
+def class_of(level: str, severity: int) -> int:
+    """nnU-Net class of a (level, severity): 1 + 3 * level index + severity (1..15)."""
+    return 1 + 3 * vocab.LEVELS.index(level) + int(severity)
+
+
+def level_severity_of(cls: int) -> tuple[str, int]:
+    """Inverse of :func:`class_of`."""
+    return vocab.LEVELS[(cls - 1) // 3], (cls - 1) % 3
+
+
+@dataclass(frozen=True)
+class DiscLabelParams(Params):
+    """Parameters of disc-label.
+
+    Attributes:
+        spacing_mm: in-plane pixel size of the cases.
+        radius_mm: radius of the disk around each labelled point.
+        disc_radius_mm: U-Net disc pixels this close to the point join its region.
+        neighbour_slices: a point on a slice this many slice spacings away still labels this slice.
+    """
+
+    spacing_mm: float = 2.5
+    radius_mm: float = 6.0
+    disc_radius_mm: float = 14.0
+    neighbour_slices: float = 1.5
+
+
+def _mask_slice(segment: StageInput, study: int, series: int, stack: int, k: int) -> np.ndarray | None:
+    path = f"masks/{study}/{series}_{stack}.npz"
+    if path not in segment.manifest.files:
+        return None
+    with np.load(io.BytesIO(segment.read_bytes(path))) as z:
+        return z["mask"][k]
+
+
+def label_slice(
+    image_shape: tuple[int, int],
+    plane,
+    points: list[tuple[str, int, np.ndarray]],
+    disc_mask: np.ndarray | None,
+    params: DiscLabelParams,
+) -> np.ndarray:
+    """Label map (rows, cols) of one slice: for each (level, severity, world point) its region's class."""
+    grid = plane.grid()
+    label = np.zeros(image_shape, dtype=np.uint8)
+    for level, severity, point in points:
+        distance = np.linalg.norm(grid - point, axis=-1)
+        region = distance <= params.radius_mm
+        if disc_mask is not None:
+            region |= (disc_mask == DISC) & (distance <= params.disc_radius_mm)
+        label[region] = class_of(level, severity)
+    return label
+
+
+def run(*, run_uri: str, params: DiscLabelParams) -> Manifest:
+    """Build the nnU-Net cases of both families from the labelled training studies."""
+    data = IngestedData.open(run_uri)
+    segment = StageInput.open(run_uri, "vertebra-segment")
+    labels = data.table("labels")
+    coords = data.table("coordinates")
+    if labels.empty or coords.empty:
+        raise ValueError("disc-label needs training labels and coordinates; the ingested split has none")
+    severity = labels.set_index(["study_id", "condition", "level"])["severity"].to_dict()
+    out = StageOutput(run_uri, STAGE)
+    cases, regions, previews = [], [], []
+    for family, (_series_type, conditions) in FAMILIES.items():
+        fam = coords[coords["condition"].isin(conditions)]
+        groups = list(fam.groupby(["study_id", "series_id", "stack", "slice", "condition"]))
+        for (study, series, stack, k, condition), _rows in tqdm(groups, desc=f"disc-label {family}", unit="slice"):
+            volume = data.volume(study, series, stack)
+            g = volume.geometry
+            plane = g.plane(k)
+            slice_spacing = float(np.median(np.diff(g.positions))) if len(g.positions) > 1 else 1.0
+            same = fam[(fam["study_id"] == study) & (fam["series_id"] == series) & (fam["condition"] == condition)]
+            points = []
+            for row in same.itertuples():
+                world = np.array([row.world_x, row.world_y, row.world_z])
+                if row.slice != k and abs(plane.world_to_pixel(world)[2]) > params.neighbour_slices * slice_spacing:
+                    continue
+                sev = severity.get((study, condition, row.level))
+                if sev is not None:
+                    points.append((row.level, int(sev), world))
+            if not points:
+                continue
+            disc_mask = _mask_slice(segment, study, series, stack, k)
+            label = label_slice(volume.pixels[k].shape, plane, points, disc_mask, params)
+            canon = canonical_of_stack(g.row_dir, g.col_dir, g.normal, (slice_spacing, g.row_spacing, g.col_spacing))
+            image = canon.apply(volume.pixels[k : k + 1].astype(np.float32))[0]
+            label = canon.apply(label[None])[0]
+            image = resample_slice(image, canon.spacing[1:], params.spacing_mm, order=1)
+            label = resample_slice(label, canon.spacing[1:], params.spacing_mm, order=0)
+            side = vocab.CONDITION_SIDE[condition] or "mid"
+            case_id = f"{study}_{series}_{stack}_{k}_{side}"
+            rel = f"cases/{family}/{case_id}.npz"
+            out.write_bytes(rel, save_volume({"image": image, "label": label, "spacing": np.array([params.spacing_mm] * 2)}))
+            cases.append(
+                {
+                    "case_id": case_id,
+                    "family": family,
+                    "study_id": study,
+                    "series_id": series,
+                    "stack": stack,
+                    "slice": k,
+                    "side": side,
+                    "path": rel,
+                }
+            )
+            for level, sev, _ in points:
+                cls = class_of(level, sev)
+                regions.append(
+                    {
+                        "case_id": case_id,
+                        "family": family,
+                        "study_id": study,
+                        "condition": condition,
+                        "level": level,
+                        "severity": sev,
+                        "class": cls,
+                        "pixels": int((label == cls).sum()),
+                    }
+                )
+            if len(previews) < 4 and (family == "foraminal" or not previews):
+                previews.append((case_id, image, label))
+    if not cases:
+        raise ValueError("disc-label found no labelled sagittal slice to make a case of")
+    for name, frame in (("cases.parquet", pd.DataFrame(cases)), ("regions.parquet", pd.DataFrame(regions))):
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        out.write_bytes(name, buffer.getvalue())
+    out.write_bytes("overlay.png", _overlay(previews))
+    counts = pd.DataFrame(cases)["family"].value_counts().to_dict()
+    return out.commit(params=params.to_dict(), metrics={f"cases_{k}": int(v) for k, v in counts.items()} | {"regions": len(regions)})
+
+
+def _overlay(previews: list[tuple[str, np.ndarray, np.ndarray]]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, max(1, len(previews)), figsize=(3.2 * max(1, len(previews)), 3.6))
+    for ax, (case_id, image, label) in zip(np.atleast_1d(axes), previews):
+        ax.imshow(image, cmap="gray")
+        ax.imshow(np.ma.masked_equal(label, 0), cmap="tab20", alpha=0.6, vmin=0, vmax=16)
+        ax.set_title(case_id, fontsize=7)
+        ax.axis("off")
+    fig.suptitle("disc-label: regions coloured by (level, severity) class", fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    return buffer.getvalue()
