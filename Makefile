@@ -46,6 +46,7 @@ demo: venv ## synthetic dataset + preview, then the prior baseline scored (the p
 
 bench: venv ## benchmarks: print speed figures (not part of make test)
 	$(PY) bench/ingest_throughput.py --studies 3
+	$(PY) bench/vertebra.py
 
 format: venv ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
