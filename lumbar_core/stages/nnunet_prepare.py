@@ -1,0 +1,100 @@
+"""nnunet-prepare (cpu): nnU-Net raw datasets from the balanced cases, then nnU-Net's planning and preprocessing.
+
+Reads disc-label (cases) and balance (multiplicities). For each family (``spinal``, ``foraminal``)
+writes ``Dataset{id}_Lumbar{Family}`` (dataset.json, imagesTr, labelsTr; a case appears as many
+times as balance says), runs nnunetv2's fingerprint extraction, ExperimentPlanner and the ``2d``
+preprocessing through its Python API, and writes ``splits_final.json`` with one train/val split by
+original case (copies of a case never straddle it).
+
+Writes under ``{run}/nnunet-prepare/``: ``raw/{dataset}/...``, ``preprocessed/{dataset}/...`` and
+``datasets.json`` (family -> dataset name, id, training images, patch size, batch size).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lumbar_core.manifest import Manifest, StageInput, StageOutput
+from lumbar_core.nnunet.dataset import dataset_name, nnunet_env, splits, write_raw_dataset
+from lumbar_core.params import Params
+
+STAGE = "nnunet-prepare"
+FAMILY_IDS = {"spinal": 0, "foraminal": 1}
+
+
+@dataclass(frozen=True)
+class NnunetPrepareParams(Params):
+    """Parameters of nnunet-prepare.
+
+    Attributes:
+        dataset_id: id of the spinal dataset; the foraminal one takes the next id.
+        val_fraction: share of original cases in the validation split.
+        processes: worker processes for nnU-Net's fingerprinting and preprocessing.
+        seed: seed of the split.
+    """
+
+    dataset_id: int = 501
+    val_fraction: float = 0.2
+    processes: int = 2
+    seed: int = 0
+
+
+def _cases(disc: StageInput, cases: pd.DataFrame, copies: dict[str, int]):
+    for row in cases.itertuples():
+        with np.load(io.BytesIO(disc.read_bytes(row.path))) as z:
+            yield row.case_id, z["image"], z["label"], float(z["spacing"][0]), copies[row.case_id]
+
+
+def run(*, run_uri: str, params: NnunetPrepareParams) -> Manifest:
+    """Write, plan and preprocess both nnU-Net datasets."""
+    disc = StageInput.open(run_uri, "disc-label")
+    balanced = pd.read_parquet(io.BytesIO(StageInput.open(run_uri, "balance").read_bytes("balanced.parquet")))
+    all_cases = pd.read_parquet(io.BytesIO(disc.read_bytes("cases.parquet")))
+    copies = dict(zip(balanced["case_id"], balanced["multiplicity"].astype(int)))
+    out = StageOutput(run_uri, STAGE)
+    summary = {}
+    with tempfile.TemporaryDirectory(prefix="lumbar-nnunet-") as tmp:
+        work = Path(tmp)
+        with nnunet_env(work, processes=params.processes) as paths:
+            from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+                extract_fingerprint_dataset,
+                plan_experiment_dataset,
+                preprocess_dataset,
+            )
+
+            for family, offset in FAMILY_IDS.items():
+                cases = all_cases[(all_cases["family"] == family) & all_cases["case_id"].isin(copies)]
+                if cases.empty:
+                    continue
+                dataset_id = params.dataset_id + offset
+                name = dataset_name(dataset_id, family)
+                n = write_raw_dataset(paths["nnUNet_raw"], name, _cases(disc, cases, copies))
+                extract_fingerprint_dataset(dataset_id, num_processes=params.processes, verbose=False, show_progress_bar=False)
+                plans, identifier = plan_experiment_dataset(dataset_id)
+                preprocess_dataset(dataset_id, identifier, configurations=("2d",), num_processes=(params.processes,), show_progress_bar=False)
+                split = splits(list(cases["case_id"]), copies, params.val_fraction, params.seed)
+                (paths["nnUNet_preprocessed"] / name / "splits_final.json").write_text(json.dumps(split, indent=1))
+                config = plans["configurations"]["2d"]
+                summary[family] = {
+                    "dataset": name,
+                    "dataset_id": dataset_id,
+                    "plans": identifier,
+                    "training_images": n,
+                    "cases": len(cases),
+                    "patch_size": config["patch_size"],
+                    "batch_size": config["batch_size"],
+                }
+        if not summary:
+            raise ValueError("nnunet-prepare: the balanced case list is empty")
+        out.upload_dir(work / "raw", "raw")
+        out.upload_dir(work / "preprocessed", "preprocessed")
+    out.write_json("datasets.json", summary)
+    metrics = {f"{family}_images": s["training_images"] for family, s in summary.items()}
+    return out.commit(params=params.to_dict(), metrics=metrics)

@@ -1,0 +1,133 @@
+"""nnunet-train (gpu): nnU-Net 2d training of each family through nnunetv2's Python API.
+
+Reads nnunet-prepare (preprocessed datasets, plans, splits). Trains :class:`LumbarTrainer` (fold 0
+of the prepared split) with epochs and iterations from Params, on CUDA when present (nnU-Net uses
+mixed precision there) else the CPU. The latest checkpoint is copied to
+``{run}/nnunet-train/_work/{family}/`` after every epoch, and a rerun resumes from it.
+
+A class whose last pseudo Dice is nan never appeared in validation (or was never predicted): the
+stage fails naming them, unless ``allow_missing``, which records them as warnings.
+
+Writes under ``{run}/nnunet-train/``: ``results/{dataset}/{trainer}__{plans}__2d/`` (plans.json,
+dataset.json, fold_0/checkpoint_final.pth, progress.png), ``training.json`` (pseudo Dice per epoch
+per class, warnings).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from lumbar_core import store
+from lumbar_core.manifest import Manifest, StageInput, StageOutput, stage_uri
+from lumbar_core.nnunet.dataset import label_names, nnunet_env
+from lumbar_core.params import Params
+
+STAGE = "nnunet-train"
+
+
+class NanPseudoDiceError(RuntimeError):
+    """Classes whose pseudo Dice is nan at the end of training."""
+
+
+@dataclass(frozen=True)
+class NnunetTrainParams(Params):
+    """Parameters of nnunet-train.
+
+    Attributes:
+        epochs: training epochs.
+        iterations: training iterations per epoch (nnU-Net's default is 250).
+        val_iterations: validation iterations per epoch (default 50).
+        allow_missing: warn instead of failing on classes with nan pseudo Dice.
+        resume: continue from the last epoch checkpoint in the store.
+        families: which datasets to train (comma-separated; default both).
+    """
+
+    epochs: int = 5
+    iterations: int = 50
+    val_iterations: int = 10
+    allow_missing: bool = False
+    resume: bool = True
+    families: tuple[str, ...] = ("spinal", "foraminal")
+
+
+def _train_family(work: Path, summary: dict, params: NnunetTrainParams, run_uri: str, family: str) -> dict:
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+
+    from lumbar_core.nnunet.trainer import LumbarTrainer
+
+    name = summary["dataset"]
+    preprocessed = work / "preprocessed" / name
+    plans = load_json(str(preprocessed / f"{summary['plans']}.json"))
+    checkpoint_uri = store.join(stage_uri(run_uri, STAGE), "_work", family, "checkpoint_latest.pth")
+    resuming = params.resume and store.exists(checkpoint_uri)
+    plans["continue_training"] = resuming  # nnU-Net's trainer expects its CLI to have set this
+    dataset_json = load_json(str(preprocessed / "dataset.json"))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    trainer = LumbarTrainer(plans=plans, configuration="2d", fold=0, dataset_json=dataset_json, device=device)
+    trainer.configure_length(epochs=params.epochs, iterations=params.iterations, val_iterations=params.val_iterations)
+
+    def upload_checkpoint(t: LumbarTrainer) -> None:
+        latest = Path(t.output_folder) / "checkpoint_latest.pth"
+        if latest.exists():
+            store.upload(latest, checkpoint_uri)
+
+    trainer.epoch_callback = upload_checkpoint
+    if resuming:
+        local = Path(trainer.output_folder) / "checkpoint_latest.pth"
+        store.download(checkpoint_uri, local)
+        trainer.load_checkpoint(str(local))
+    trainer.run_training()
+    history = trainer.pseudo_dice_history()
+    names = [n for n, v in sorted(label_names().items(), key=lambda kv: kv[1]) if v > 0]
+    last = history[-1] if history else []
+    nan_classes = [names[i] for i, v in enumerate(last) if math.isnan(v)]
+    store.delete(checkpoint_uri)
+    return {
+        "dataset": name,
+        "output_folder": str(Path(trainer.output_folder_base).relative_to(work / "results")),
+        "pseudo_dice": [{n: (None if math.isnan(v) else round(v, 4)) for n, v in zip(names, epoch)} for epoch in history],
+        "nan_classes": nan_classes,
+        "device": device.type,
+    }
+
+
+def run(*, run_uri: str, params: NnunetTrainParams) -> Manifest:
+    """Train each family's nnU-Net; see the module docstring."""
+    prepared = StageInput.open(run_uri, "nnunet-prepare")
+    datasets = prepared.read_json("datasets.json")
+    unknown = sorted(set(params.families) - set(datasets))
+    if unknown:
+        raise ValueError(f"nnunet-train: no prepared dataset for {', '.join(unknown)}; prepared: {', '.join(sorted(datasets))}")
+    out = StageOutput(run_uri, STAGE)
+    report: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="lumbar-nnunet-") as tmp:
+        work = Path(tmp)
+        for path in prepared.paths("preprocessed"):
+            store.download(prepared.uri(path), work / path)
+        with nnunet_env(work):
+            for family in params.families:
+                report[family] = _train_family(work, datasets[family], params, run_uri, family)
+        out.upload_dir(work / "results", "results")
+    problems = {f: r["nan_classes"] for f, r in report.items() if r["nan_classes"]}
+    if problems:
+        message = "; ".join(f"{f}: {', '.join(c)}" for f, c in problems.items())
+        if not params.allow_missing:
+            raise NanPseudoDiceError(
+                f"nan pseudo Dice (class absent from validation or never learnt) for {message}. "
+                "Balance the classes (stage balance) or pass allow_missing (--allow-missing true)."
+            )
+        warnings.warn(f"nnunet-train: nan pseudo Dice for {message}", stacklevel=2)
+    out.write_json("training.json", {"families": report, "warnings": problems})
+    metrics = {}
+    for family, r in report.items():
+        last = r["pseudo_dice"][-1] if r["pseudo_dice"] else {}
+        values = [v for v in last.values() if v is not None]
+        metrics[f"{family}_mean_pseudo_dice"] = float(sum(values) / len(values)) if values else float("nan")
+        metrics[f"{family}_nan_classes"] = len(r["nan_classes"])
+    return out.commit(params=params.to_dict(), metrics=metrics | {"device": json.dumps(sorted({r["device"] for r in report.values()}))})
