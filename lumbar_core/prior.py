@@ -37,3 +37,12 @@ def prior_submission(study_ids: Iterable[int], table: PriorTable, *, reweighted:
     targets = [t for s in sorted(set(int(s) for s in study_ids)) for t in vocab.study_targets(s)]
     probs = np.stack([table[(t.condition, t.level)] for t in targets]) if targets else np.zeros((0, 3))
     return make_submission([t.row_id for t in targets], probs, reweighted=reweighted)
+
+
+def prior_from_json(data: dict[str, list[float]]) -> PriorTable:
+    """The table written as ``{"condition|level": [p0, p1, p2]}`` (balance's ``prior.json``)."""
+    out = {}
+    for key, probs in data.items():
+        condition, level = key.split("|")
+        out[(condition, level)] = np.asarray(probs, dtype=float)
+    return out

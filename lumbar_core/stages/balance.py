@@ -9,7 +9,9 @@ which records them in the census instead.
 
 Writes under ``{run}/balance/``: ``census.parquet`` (condition, level, severity, labels, regions),
 ``classes.parquet`` (family, class, level, severity, cases before and after), ``balanced.parquet``
-(case_id, family, multiplicity) and ``census.json`` (missing classes, totals).
+(case_id, family, multiplicity), ``census.json`` (missing classes, totals) and ``prior.json`` (the
+per condition x level severity prior of the training labels, the fallback of predict and the
+baseline of score).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from lumbar_core import vocab
 from lumbar_core.ingested import IngestedData
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.params import Params
+from lumbar_core.prior import prior_table
 
 STAGE = "balance"
 FAMILY_CONDITIONS = {
@@ -135,6 +138,7 @@ def run(*, run_uri: str, params: BalanceParams) -> Manifest:
         "rarest_class_after": int(classes["balanced"].min()) if len(classes) else 0,
     }
     out.write_json("census.json", summary)
+    out.write_json("prior.json", {f"{c}|{lv}": p.tolist() for (c, lv), p in prior_table(labels).items()})
     return out.commit(
         params=params.to_dict(), metrics={k: v for k, v in summary.items() if k != "missing_classes"} | {"missing": len(missing)}
     )

@@ -78,7 +78,9 @@ def run(*, run_uri: str, params: NnunetPrepareParams) -> Manifest:
                 n = write_raw_dataset(paths["nnUNet_raw"], name, _cases(disc, cases, copies))
                 extract_fingerprint_dataset(dataset_id, num_processes=params.processes, verbose=False, show_progress_bar=False)
                 plans, identifier = plan_experiment_dataset(dataset_id)
-                preprocess_dataset(dataset_id, identifier, configurations=("2d",), num_processes=(params.processes,), show_progress_bar=False)
+                preprocess_dataset(
+                    dataset_id, identifier, configurations=("2d",), num_processes=(params.processes,), show_progress_bar=False
+                )
                 split = splits(list(cases["case_id"]), copies, params.val_fraction, params.seed)
                 (paths["nnUNet_preprocessed"] / name / "splits_final.json").write_text(json.dumps(split, indent=1))
                 config = plans["configurations"]["2d"]

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 
 from lumbar_core import store, vocab
+from lumbar_core.levels import combine_series
 from lumbar_core.manifest import StageInput
 from lumbar_core.sagittal import normalise, resample_slice
 from lumbar_core.spider import CLASSES, list_cases, load_case
-from lumbar_core.stages import vertebra_segment, vertebra_train
+from lumbar_core.stages import vertebra_train
 from lumbar_core.stages.vertebra_train import dice_per_class, split_patients
 
 
@@ -99,10 +100,10 @@ def test_too_few_levels_fall_back_to_labels_or_are_missing():
             for i, lv in enumerate(vocab.LEVELS)
         ]
     )
-    labelled = vertebra_segment._study_levels(7, [one], coords, fallback=True)
+    labelled = combine_series(7, [one], coords, fallback=True)
     assert {r["source"] for r in labelled.rows} == {"labels"}
     assert labelled.problems[0]["kind"] == "fewer than five levels"
-    unlabelled = vertebra_segment._study_levels(7, [one], coords.iloc[:0], fallback=True)
+    unlabelled = combine_series(7, [one], coords.iloc[:0], fallback=True)
     assert [r["source"] for r in unlabelled.rows] == ["model", "missing", "missing", "missing", "missing"]
 
 
