@@ -92,6 +92,26 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from lumbar_core import pipeline
+
+    profile = pipeline.apply_overrides(pipeline.load_profile(args.profile), _parse_sets(args.set))
+    metrics = pipeline.run_inline(args.data, args.run, profile, spider_uri=args.spider, force=args.force)
+    _print_metrics(metrics)
+    print(f"report: {args.run}/score/report.html   submission: {args.run}/score/submission.csv")
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    from lumbar_core.score import TERMS
+
+    prior = metrics.get("prior", {})
+    print(f"{'term':<20}{'model':>9}{'prior':>9}   ({metrics.get('studies', '?')} validation studies)")
+    for term in (*TERMS, "score"):
+        if term in metrics:
+            print(f"{term:<20}{metrics[term]:>9.4f}{prior.get(term, float('nan')):>9.4f}")
+
+
 def _add_stage_parsers(verbs) -> None:
     import dataclasses
 
@@ -143,6 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_synth)
 
     _add_stage_parsers(verbs)
+
+    p = verbs.add_parser("run", help="the whole training pipeline on a dataset: train, predict the validation studies, score")
+    p.add_argument("--data", required=True, help="dataset root in the Kaggle layout (path or URI), with spider/ unless --spider")
+    p.add_argument("--run", required=True, help="the run prefix (path, file:// or s3://)")
+    p.add_argument("--profile", default="tiny", help="tiny or realistic (lumbar_core/profiles)")
+    p.add_argument("--runner", default="inline", choices=["inline"], help="inline: every stage in this process")
+    p.add_argument("--spider", default=None, help="SPIDER-format folder (default: DATA/spider)")
+    p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="override a profile setting (repeatable)")
+    p.add_argument("--force", action="store_true", help="rerun every stage even if committed with the same parameters")
+    p.set_defaults(func=_cmd_run)
     return parser
 
 

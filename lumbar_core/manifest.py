@@ -189,6 +189,18 @@ class StageOutput:
                 store.delete_prefix(store.join(prefix, old))
         return manifest
 
+    def publish(self, relpath: str) -> str:
+        """After :meth:`commit`, copy one output to the stage's top level (``{run}/{stage}/{relpath}``).
+
+        For people and tools that expect fixed paths (``{run}/score/submission.csv``); stages never
+        read published copies, only the manifest's attempt.
+        """
+        if not self._committed:
+            raise ManifestError(f"stage {self.stage}: publish {relpath} only after commit")
+        target = store.join(stage_uri(self.run_uri, self.stage), relpath)
+        store.copy(self.uri(relpath), target)
+        return target
+
 
 class StageInput:
     """A committed stage, read through its manifest."""

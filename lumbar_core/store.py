@@ -33,6 +33,15 @@ T = TypeVar("T")
 CHUNK = 8 * 1024 * 1024
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # what open() would give; mkstemp's 0600 is for the temporary only
+
+
 class StoreError(OSError):
     """An object store operation failed; the message names the URI."""
 
@@ -330,6 +339,7 @@ def _atomic_local(dest: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

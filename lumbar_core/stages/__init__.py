@@ -9,7 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lumbar_core.params import Params
-from lumbar_core.stages import balance, disc_label, ingest, vertebra_segment, vertebra_train
+from lumbar_core.stages import (
+    balance,
+    densenet_train,
+    disc_label,
+    ingest,
+    nnunet_prepare,
+    nnunet_train,
+    predict,
+    score,
+    vertebra_segment,
+    vertebra_train,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,15 @@ STAGES: dict[str, StageSpec] = {
         "disc-label", disc_label.run, disc_label.DiscLabelParams, "cpu", "nnU-Net cases whose disc regions carry (level, severity)"
     ),
     "balance": StageSpec("balance", balance.run, balance.BalanceParams, "cpu", "class census and an oversampled case list"),
+    "nnunet-prepare": StageSpec(
+        "nnunet-prepare", nnunet_prepare.run, nnunet_prepare.NnunetPrepareParams, "cpu", "nnU-Net raw datasets, plans, preprocessing"
+    ),
+    "nnunet-train": StageSpec("nnunet-train", nnunet_train.run, nnunet_train.NnunetTrainParams, "gpu", "nnU-Net 2d training per family"),
+    "densenet-train": StageSpec(
+        "densenet-train", densenet_train.run, densenet_train.DensenetTrainParams, "gpu", "axial DenseNet for subarticular stenosis"
+    ),
+    "predict": StageSpec("predict", predict.run, predict.PredictParams, "gpu", "severity probabilities for ingested studies"),
+    "score": StageSpec("score", score.run, score.ScoreParams, "cpu", "submission.csv, score table, report.html"),
 }
 
 

@@ -55,6 +55,7 @@ class IngestParams(Params):
         shard_count: shards in all; studies (sorted) are dealt round-robin to shards.
         studies: only these study ids (empty = all).
         compression: deflate level of the volume files, 0 (stored, fastest) to 9.
+        name: the stage name to write (e.g. ``ingest-validation`` for a second set of studies in one run).
     """
 
     split: str = "train"
@@ -63,11 +64,12 @@ class IngestParams(Params):
     shard_count: int = 1
     studies: tuple[int, ...] = ()
     compression: int = 1
+    name: str = STAGE
 
 
 def stage_name(params: IngestParams) -> str:
-    """``ingest`` for a whole run, ``ingest-shard-{i}`` for one shard of several."""
-    return STAGE if params.shard_count == 1 else f"{STAGE}-shard-{params.shard_index}"
+    """``{name}`` for a whole run, ``{name}-shard-{i}`` for one shard of several."""
+    return params.name if params.shard_count == 1 else f"{params.name}-shard-{params.shard_index}"
 
 
 @dataclass(frozen=True)
@@ -329,9 +331,10 @@ def run(*, data_uri: str, run_uri: str, params: IngestParams) -> Manifest:
 
 @dataclass(frozen=True)
 class MergeParams(Params):
-    """Parameters of ingest-merge: how many ingest shards to combine."""
+    """Parameters of ingest-merge: how many shards of which ingest stage to combine."""
 
     shard_count: int = 1
+    name: str = STAGE
 
 
 def merge(*, run_uri: str, params: MergeParams) -> Manifest:
@@ -339,12 +342,12 @@ def merge(*, run_uri: str, params: MergeParams) -> Manifest:
     parts: dict[str, list[pd.DataFrame]] = defaultdict(list)
     shard_params = []
     for i in range(params.shard_count):
-        shard = StageInput.open(run_uri, f"{STAGE}-shard-{i}")
+        shard = StageInput.open(run_uri, f"{params.name}-shard-{i}")
         shard_params.append(shard.params)
         for name, path in TABLES.items():
             if path in shard.manifest.files:
                 parts[name].append(pd.read_parquet(io.BytesIO(shard.read_bytes(path))))
-    out = StageOutput(run_uri, STAGE)
+    out = StageOutput(run_uri, params.name)
     for name, frames in parts.items():
         out.write_bytes(TABLES[name], _table_bytes(pd.concat(frames, ignore_index=True)))
     merged_index = pd.concat(parts["series_index"], ignore_index=True)

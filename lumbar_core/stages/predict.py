@@ -1,0 +1,240 @@
+"""predict (gpu): per-study, per-level severity probabilities for any ingested studies.
+
+Reads an ingest stage (``ingest_stage``: the studies to predict) and the trained models of a
+training run (``models_uri``, default the same run): vertebra-train, nnunet-train, densenet-train
+and balance's prior. For each study:
+
+1. the U-Net segments every sagittal stack; disc levels and canal centres as in vertebra-segment;
+2. spinal canal stenosis: nnU-Net (spinal) on the mid-sagittal T2 slice nearest each level's canal
+   centre; the level's severity distribution is nnU-Net's softmax over that level's three classes,
+   averaged over the pixels predicted as that level (or, if none, a disk around the level point);
+3. left/right foraminal narrowing: nnU-Net (foraminal) on the T1 slice nearest the point
+   ``foramen_offset_mm`` left (+x) or right of the canal centre, likewise;
+4. left/right subarticular stenosis: the DenseNet on the axial crop at the level's canal centre;
+5. the prior wherever a series, a level or a model is missing.
+
+Writes under ``{run}/predict/``: ``predictions.parquet`` (study_id, condition, level, normal_mild,
+moderate, severe, source: nnunet | densenet | prior), ``levels.parquet``, ``problems.parquet`` and
+``timing.json`` (seconds per study by step).
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from lumbar_core import store, vocab
+from lumbar_core.axial import level_crops
+from lumbar_core.ingested import IngestedData, Volume
+from lumbar_core.levels import check_order, combine_series, level_centres, segment_stack, vertebra_centres
+from lumbar_core.manifest import Manifest, StageInput, StageOutput
+from lumbar_core.models.densenet import load_densenet, predict_sides
+from lumbar_core.models.unet import load_model
+from lumbar_core.params import Params
+from lumbar_core.prior import prior_from_json
+from lumbar_core.sagittal import canonical_of_stack, resample_slice, resize_to
+
+STAGE = "predict"
+COLUMNS = ["study_id", "condition", "level", *vocab.SEVERITY_COLUMNS, "source"]
+
+
+@dataclass(frozen=True)
+class PredictParams(Params):
+    """Parameters of predict.
+
+    Attributes:
+        ingest_stage: the ingest stage holding the studies to predict.
+        models_uri: the training run holding the models ('' = this run).
+        foramen_offset_mm: distance of the foraminal slices from the canal centre, left and right.
+        region_mm: radius around a level point used when nnU-Net predicts no pixel of that level.
+        batch_size: U-Net slices per forward pass.
+    """
+
+    ingest_stage: str = "ingest"
+    models_uri: str = ""
+    foramen_offset_mm: float = 16.0
+    region_mm: float = 8.0
+    batch_size: int = 16
+
+
+class _Models:
+    """Everything predict loads once from the training run."""
+
+    def __init__(self, models_uri: str, work: Path):
+        self.unet, self.unet_config = load_model(StageInput.open(models_uri, "vertebra-train").read_bytes("model.pt"))
+        self.prior = prior_from_json(StageInput.open(models_uri, "balance").read_json("prior.json"))
+        self.densenet, self.densenet_config = load_densenet(StageInput.open(models_uri, "densenet-train").read_bytes("model.pt"))
+        nnunet = StageInput.open(models_uri, "nnunet-train")
+        spacing = float(StageInput.open(models_uri, "disc-label").params["spacing_mm"])
+        report = nnunet.read_json("training.json")["families"]
+        self.nnunet = {}
+        self.spacing = {}
+        from lumbar_core.nnunet.predict import load_predictor
+
+        for family, info in report.items():
+            for path in nnunet.paths(f"results/{info['output_folder']}"):
+                if path.endswith((".json", "checkpoint_final.pth")):
+                    store.download(nnunet.uri(path), work / path)
+            self.nnunet[family] = load_predictor(work / "results" / info["output_folder"])
+            self.spacing[family] = spacing
+
+
+def _slice_probs(predictor, volume: Volume, k: int, spacing_mm: float) -> np.ndarray:
+    """nnU-Net class probabilities (classes, rows, cols) of slice ``k`` in the stack's own grid."""
+    from lumbar_core.nnunet.predict import predict_slice
+
+    g = volume.geometry
+    slice_spacing = float(np.median(np.diff(g.positions))) if len(g.positions) > 1 else 1.0
+    canon = canonical_of_stack(g.row_dir, g.col_dir, g.normal, (slice_spacing, g.row_spacing, g.col_spacing))
+    image = canon.apply(volume.pixels[k : k + 1].astype(np.float32))[0]
+    probs = predict_slice(predictor, resample_slice(image, canon.spacing[1:], spacing_mm, order=1), spacing_mm)
+    back = np.stack([resize_to(p, image.shape, order=1) for p in probs])
+    # undo the canonical layout slice by slice: treat classes as the slice axis
+    return np.stack([canon.invert(p[None])[0] for p in back])
+
+
+def level_distribution(probs: np.ndarray, level: str, point_px: tuple[float, float], region_px: float) -> np.ndarray | None:
+    """Severity distribution of one level from nnU-Net probabilities (classes, rows, cols)."""
+    i = vocab.LEVELS.index(level)
+    classes = slice(1 + 3 * i, 4 + 3 * i)
+    predicted = probs.argmax(axis=0)
+    mask = (predicted >= 1 + 3 * i) & (predicted <= 3 + 3 * i)
+    if not mask.any():
+        rows, cols = np.mgrid[0 : probs.shape[1], 0 : probs.shape[2]]
+        mask = np.hypot(cols - point_px[0], rows - point_px[1]) <= region_px
+        if not mask.any():
+            return None
+    dist = probs[classes][:, mask].mean(axis=1)
+    total = dist.sum()
+    return dist / total if total > 0 else None
+
+
+def _nnunet_levels(predictor, spacing, volume: Volume, points: dict[str, np.ndarray], region_mm: float) -> dict[str, np.ndarray]:
+    """Distribution per level, running nnU-Net once per distinct nearest slice."""
+    by_slice: dict[int, list[str]] = defaultdict(list)
+    for level, point in points.items():
+        by_slice[volume.geometry.nearest_slice(point)[0]].append(level)
+    out = {}
+    for k, levels in by_slice.items():
+        probs = _slice_probs(predictor, volume, k, spacing)
+        plane = volume.geometry.plane(k)
+        for level in levels:
+            x, y, _ = plane.world_to_pixel(points[level])
+            dist = level_distribution(probs, level, (x, y), region_mm / plane.col_spacing)
+            if dist is not None:
+                out[level] = dist
+    return out
+
+
+def predict_study(
+    data: IngestedData, study: int, models: _Models, params: PredictParams, timing: dict
+) -> tuple[list[dict], list[dict], list[dict]]:
+    """Prediction rows, level rows and problems of one study."""
+    index = data.index[data.index["study_id"] == study]
+    sagittal = index[index["orientation"] == "sagittal"]
+    t0 = time.perf_counter()
+    volumes = {(r.series_id, r.stack): data.volume(study, r.series_id, r.stack) for r in sagittal.itertuples()}
+    timing["decode"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    per_series = []
+    for volume in volumes.values():
+        mask = segment_stack(models.unet, volume, models.unet_config["spacing_mm"], params.batch_size)
+        per_series.append(level_centres(mask, volume, check_order(vertebra_centres(mask, volume, 20))))
+    result = combine_series(study, per_series, pd.DataFrame(), fallback=False)
+    timing["segmentation"] += time.perf_counter() - t0
+    found = {r["level"]: r for r in result.rows if r["source"] != "missing"}
+    canal = {lv: np.array([r[f"canal_{a}"] for a in "xyz"]) for lv, r in found.items()}
+    got: dict[tuple[str, str], tuple[np.ndarray, str]] = {}
+    t0 = time.perf_counter()
+    for r in sagittal.itertuples():
+        volume = volumes[(r.series_id, r.stack)]
+        if r.description == vocab.SAGITTAL_T2 and "spinal" in models.nnunet:
+            for level, dist in _nnunet_levels(models.nnunet["spinal"], models.spacing["spinal"], volume, canal, params.region_mm).items():
+                got.setdefault(("spinal_canal_stenosis", level), (dist, "nnunet"))
+        if r.description == vocab.SAGITTAL_T1 and "foraminal" in models.nnunet:
+            for side, sign in (("left", 1.0), ("right", -1.0)):
+                points = {lv: c + sign * params.foramen_offset_mm * np.array([1.0, 0, 0]) for lv, c in canal.items()}
+                for level, dist in _nnunet_levels(
+                    models.nnunet["foraminal"], models.spacing["foraminal"], volume, points, params.region_mm
+                ).items():
+                    got.setdefault((f"{side}_neural_foraminal_narrowing", level), (dist, "nnunet"))
+    timing["nnunet"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    levels = pd.DataFrame(result.rows)
+    cfg = models.densenet_config
+    crops = level_crops(data, levels, study, size=cfg["size"], crop_mm=cfg["crop_mm"], max_mm=cfg["max_mm"]) if found else {}
+    if crops:
+        names = sorted(crops)
+        left, right = predict_sides(models.densenet, np.stack([crops[n] for n in names]))
+        for n, pl, pr in zip(names, left, right):
+            got[("left_subarticular_stenosis", n)] = (pl, "densenet")
+            got[("right_subarticular_stenosis", n)] = (pr, "densenet")
+    timing["densenet"] += time.perf_counter() - t0
+    rows = []
+    for condition in vocab.CONDITIONS:
+        for level in vocab.LEVELS:
+            dist, source = got.get((condition, level), (models.prior[(condition, level)], "prior"))
+            rows.append(
+                {
+                    "study_id": study,
+                    "condition": condition,
+                    "level": level,
+                    **dict(zip(vocab.SEVERITY_COLUMNS, map(float, dist))),
+                    "source": source,
+                }
+            )
+    return rows, result.rows, result.problems
+
+
+def run(*, run_uri: str, params: PredictParams) -> Manifest:
+    """Predict every study of ``ingest_stage``; a study that fails is reported and predicted from the prior."""
+    data = IngestedData.open(run_uri, params.ingest_stage)
+    models_uri = params.models_uri or run_uri
+    out = StageOutput(run_uri, STAGE)
+    rows, level_rows, problems = [], [], []
+    timing: dict[str, float] = defaultdict(float)
+    studies = sorted(data.index["study_id"].unique())
+    with tempfile.TemporaryDirectory(prefix="lumbar-predict-") as tmp:
+        models = _Models(models_uri, Path(tmp))
+        for study in tqdm(studies, desc="predict", unit="study"):
+            try:
+                r, lv, pr = predict_study(data, study, models, params, timing)
+            except Exception as exc:  # one broken study never kills the run
+                problems.append({"study_id": study, "kind": "prediction failed", "message": f"study {study}: {type(exc).__name__}: {exc}"})
+                r = [
+                    {
+                        "study_id": study,
+                        "condition": c,
+                        "level": lv_,
+                        **dict(zip(vocab.SEVERITY_COLUMNS, models.prior[(c, lv_)])),
+                        "source": "prior",
+                    }
+                    for c in vocab.CONDITIONS
+                    for lv_ in vocab.LEVELS
+                ]
+                lv, pr = [], []
+            rows += r
+            level_rows += lv
+            problems += pr
+    predictions = pd.DataFrame(rows, columns=COLUMNS)
+    for name, frame in (
+        ("predictions.parquet", predictions),
+        ("levels.parquet", pd.DataFrame(level_rows)),
+        ("problems.parquet", pd.DataFrame(problems, columns=["study_id", "kind", "message"])),
+    ):
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        out.write_bytes(name, buffer.getvalue())
+    per_study = {k: v / max(1, len(studies)) for k, v in timing.items()}
+    out.write_json("timing.json", {"seconds_per_study": per_study, "studies": len(studies)})
+    sources = predictions["source"].value_counts().to_dict()
+    metrics = {"studies": len(studies), **{f"rows_{k}": int(v) for k, v in sources.items()}, "problems": len(problems)}
+    return out.commit(params={**params.to_dict(), "models_uri": models_uri}, metrics=metrics)

@@ -1,0 +1,193 @@
+"""score (cpu): the Kaggle submission, the score table, and an HTML report.
+
+Reads predict (``predictions.parquet``), the labels of the predicted studies (``ingest_stage``,
+if they have any) and the prior of the training run (balance's ``prior.json`` in ``models_uri``).
+
+Writes under ``{run}/score/`` (and publishes to ``{run}/score/`` itself): ``submission.csv`` (25 rows
+per study, rows normalised, the (1, 2, 4) reweighting on unless ``reweight`` is false),
+``metrics.json`` (the four terms and the score on the labelled studies, and beside them the same for
+the (1, 2, 4)-reweighted prior of the training studies) and ``report.html`` (score table, confusion
+matrices, calibration plots, prediction sources, localisation and segmentation overlays).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lumbar_core import vocab
+from lumbar_core.ingested import IngestedData
+from lumbar_core.manifest import Manifest, ManifestError, StageInput, StageOutput
+from lumbar_core.params import Params
+from lumbar_core.prior import prior_from_json, prior_submission
+from lumbar_core.score import TERMS, ScoreTable, score
+from lumbar_core.submission import make_submission, validate_submission
+
+STAGE = "score"
+
+
+@dataclass(frozen=True)
+class ScoreParams(Params):
+    """Parameters of score.
+
+    Attributes:
+        ingest_stage: the ingest stage of the predicted studies (their labels, if any, are the truth).
+        models_uri: the training run whose prior is the baseline ('' = this run).
+        reweight: apply the (1, 2, 4) reweighting to the submission.
+    """
+
+    ingest_stage: str = "ingest"
+    models_uri: str = ""
+    reweight: bool = True
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def confusion_figure(truth: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> str:
+    """Confusion matrices (truth x argmax) per condition group, as a base64 PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    for ax, group in zip(axes, vocab.GROUPS):
+        m = groups == group
+        matrix = np.zeros((3, 3), dtype=int)
+        for t, p in zip(truth[m], probs[m].argmax(axis=1)):
+            matrix[t, p] += 1
+        ax.imshow(matrix, cmap="Blues")
+        for i in range(3):
+            for j in range(3):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=9)
+        ax.set_xticks(range(3), ["N/M", "Mod", "Sev"])
+        ax.set_yticks(range(3), ["N/M", "Mod", "Sev"])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("truth")
+        ax.set_title(group)
+    return _png(fig)
+
+
+def calibration_figure(truth: np.ndarray, probs: np.ndarray, groups: np.ndarray, bins: int = 5) -> str:
+    """Reliability diagrams (predicted probability vs observed frequency, each severity) per group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    edges = np.linspace(0, 1, bins + 1)
+    for ax, group in zip(axes, vocab.GROUPS):
+        m = groups == group
+        for c, name in enumerate(vocab.SEVERITY_COLUMNS):
+            p, hit = probs[m, c], truth[m] == c
+            which = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+            xs = [p[which == b].mean() for b in range(bins) if (which == b).any()]
+            ys = [hit[which == b].mean() for b in range(bins) if (which == b).any()]
+            ax.plot(xs, ys, "o-", label=name)
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        ax.set_xlabel("predicted probability")
+        ax.set_ylabel("observed frequency")
+        ax.set_title(group)
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _table_html(model: ScoreTable | None, prior: ScoreTable | None) -> str:
+    rows = []
+    for term in (*TERMS, "score"):
+        m = f"{getattr(model, term):.4f}" if model else "-"
+        p = f"{getattr(prior, term):.4f}" if prior else "-"
+        rows.append(f"<tr><td>{term}</td><td>{m}</td><td>{p}</td></tr>")
+    return "<table><tr><th>term</th><th>model</th><th>prior (1,2,4)</th></tr>" + "".join(rows) + "</table>"
+
+
+def _image(data: bytes, caption: str) -> str:
+    encoded = base64.b64encode(data).decode()
+    return f"<figure><img src='data:image/png;base64,{encoded}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+def _overlays(models_uri: str) -> list[str]:
+    out = []
+    for stage, path, caption in (
+        ("vertebra-segment", "overlay.png", "vertebra U-Net classes and disc centres (localisation)"),
+        ("disc-label", "overlay.png", "disc-label regions: the nnU-Net training classes (segmentation)"),
+    ):
+        try:
+            out.append(_image(StageInput.open(models_uri, stage).read_bytes(path), caption))
+        except ManifestError:
+            continue
+    return out
+
+
+def run(*, run_uri: str, params: ScoreParams) -> Manifest:
+    """Write the submission, the metrics and the report."""
+    predict = StageInput.open(run_uri, "predict")
+    predictions = pd.read_parquet(io.BytesIO(predict.read_bytes("predictions.parquet")))
+    models_uri = params.models_uri or run_uri
+    prior = prior_from_json(StageInput.open(models_uri, "balance").read_json("prior.json"))
+    row_ids = [vocab.row_id(s, c, lv) for s, c, lv in zip(predictions["study_id"], predictions["condition"], predictions["level"])]
+    probs = predictions[list(vocab.SEVERITY_COLUMNS)].to_numpy(dtype=float)
+    submission = make_submission(row_ids, probs, reweighted=params.reweight)
+    studies = sorted(predictions["study_id"].unique())
+    validate_submission(submission, study_ids=studies)
+    labels = IngestedData.open(run_uri, params.ingest_stage).table("labels")
+    labels = labels[labels["study_id"].isin(studies)] if not labels.empty else labels
+    model_table = prior_table_score = None
+    metrics: dict = {"studies": len(studies), "labelled_rows": len(labels)}
+    sections = []
+    if not labels.empty:
+        model_table = score(labels, submission)
+        prior_table_score = score(labels, prior_submission(studies, prior, reweighted=True))
+        metrics.update(model_table.terms())
+        metrics["prior"] = prior_table_score.terms()
+        plain = pd.DataFrame(probs, columns=list(vocab.SEVERITY_COLUMNS)).assign(row_id=row_ids).set_index("row_id")
+        p = plain.loc[labels["row_id"]].to_numpy()
+        p = p / p.sum(axis=1, keepdims=True)
+        truth, groups = labels["severity"].to_numpy(), labels["group"].to_numpy()
+        sections.append(
+            "<h2>Confusion matrices (argmax of the unweighted probabilities)</h2>"
+            + f"<img src='data:image/png;base64,{confusion_figure(truth, p, groups)}'>"
+        )
+        sections.append("<h2>Calibration</h2>" + f"<img src='data:image/png;base64,{calibration_figure(truth, p, groups)}'>")
+    sources = predictions.groupby(["condition", "source"]).size().unstack(fill_value=0)
+    metrics["sources"] = {str(k): int(v) for k, v in predictions["source"].value_counts().items()}
+    body = [
+        "<h1>Lumbar spine degeneration: score report</h1>",
+        f"<p>{len(studies)} studies; {len(labels)} labelled rows; submission {'(1,2,4)-reweighted' if params.reweight else 'plain'}.</p>",
+        "<h2>Score (lower is better)</h2>",
+        _table_html(model_table, prior_table_score) if model_table else "<p>No labels for these studies: no score.</p>",
+        *sections,
+        "<h2>Where each prediction came from</h2>",
+        sources.to_html(),
+        "<h2>Localisation and segmentation</h2>",
+        *_overlays(models_uri),
+    ]
+    style = (
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px}figure{display:inline-block}</style>"
+    )
+    head = f"<head><meta charset='utf-8'><title>lumbar score report</title>{style}</head>"
+    report = f"<!doctype html><html>{head}<body>{''.join(body)}</body></html>"
+    out = StageOutput(run_uri, STAGE)
+    out.write_text("submission.csv", submission.to_csv(index=False, float_format="%.6g"))
+    out.write_json("metrics.json", metrics)
+    out.write_text("report.html", report)
+    manifest = out.commit(
+        params={**params.to_dict(), "models_uri": models_uri}, metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    )
+    for name in ("submission.csv", "metrics.json", "report.html"):
+        out.publish(name)
+    return manifest
