@@ -36,17 +36,16 @@ lint: venv ## ruff format check, ruff check, import guard
 test: lint ## lint, then every test
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-demo: venv ## synthetic dataset + preview, then the prior baseline scored (the pipeline arrives stage by stage)
-	$(VENV)/bin/lumbar synth --out $(DATA) --studies 20 --test-studies 3 --profile tiny --seed 0 --overwrite --preview $(RUN)/phantom_preview.png
-	$(VENV)/bin/lumbar prior --truth $(DATA)/train.csv --studies $(DATA)/test_series_descriptions.csv --out $(RUN)/submission.csv
-	@echo "prior baseline on the training studies (in-sample):"
-	@$(VENV)/bin/lumbar prior --truth $(DATA)/train.csv --studies $(DATA)/train.csv --out $(RUN)/prior_train.csv >/dev/null
-	$(VENV)/bin/lumbar score --truth $(DATA)/train.csv --submission $(RUN)/prior_train.csv
-	@echo "dataset: $(DATA)   submission: $(RUN)/submission.csv   preview: $(RUN)/phantom_preview.png"
+demo: venv ## synthetic dataset, the whole pipeline (train, predict the validation studies, score), report
+	$(VENV)/bin/lumbar synth --out $(DATA) --studies 24 --test-studies 3 --profile tiny --seed 0 --overwrite --preview $(RUN)/phantom_preview.png
+	$(VENV)/bin/lumbar run --data $(DATA) --run $(RUN) --profile tiny --runner inline
+	@echo "dataset: $(DATA)   preview: $(RUN)/phantom_preview.png"
 
 bench: venv ## benchmarks: print speed figures (not part of make test)
 	$(PY) bench/ingest_throughput.py --studies 3
 	$(PY) bench/vertebra.py
+	$(PY) bench/predict_speed.py
+	$(PY) bench/quality.py
 
 format: venv ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .

@@ -13,6 +13,7 @@ Parameters come from a profile (``lumbar_core/profiles/{name}.yaml``: stage -> p
 
 from __future__ import annotations
 
+import time
 import zlib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -118,5 +119,7 @@ def run_inline(
             continue
         rerun = True
         log(f"[run ] {step.writes}")
+        started = time.perf_counter()
         spec.run(run_uri=run_uri, params=params, **step.inputs)
+        log(f"[done] {step.writes} in {time.perf_counter() - started:.1f} s ({spec.node} stage)")
     return store.read_json(store.join(stage_uri(run_uri, "score"), "metrics.json"))

@@ -13,6 +13,9 @@ and balance's prior. For each study:
 4. left/right subarticular stenosis: the DenseNet on the axial crop at the level's canal centre;
 5. the prior wherever a series, a level or a model is missing.
 
+Model outputs are combined with the training prior as evidence (``nnunet_tau``, ``densenet_tau``):
+calibrated probabilities, not raw softmax.
+
 Writes under ``{run}/predict/``: ``predictions.parquet`` (study_id, condition, level, normal_mild,
 moderate, severe, source: nnunet | densenet | prior), ``levels.parquet``, ``problems.parquet`` and
 ``timing.json`` (seconds per study by step).
@@ -56,6 +59,10 @@ class PredictParams(Params):
         foramen_offset_mm: distance of the foraminal slices from the canal centre, left and right.
         region_mm: radius around a level point used when nnU-Net predicts no pixel of that level.
         batch_size: U-Net slices per forward pass.
+        nnunet_tau: exponent of nnU-Net's evidence. nnU-Net learnt from class-balanced cases, so its
+            softmax is a likelihood ratio: the distribution is prior x p ** tau (0 = prior only).
+        densenet_tau: exponent of the DenseNet's evidence. Its loss weighted classes (1, 2, 4) on the
+            natural frequencies, so p / (w x prior) is the likelihood ratio: prior x (p / (w prior)) ** tau.
     """
 
     ingest_stage: str = "ingest"
@@ -63,6 +70,8 @@ class PredictParams(Params):
     foramen_offset_mm: float = 16.0
     region_mm: float = 8.0
     batch_size: int = 16
+    nnunet_tau: float = 1.0
+    densenet_tau: float = 0.7
 
 
 class _Models:
@@ -102,19 +111,32 @@ def _slice_probs(predictor, volume: Volume, k: int, spacing_mm: float) -> np.nda
 
 
 def level_distribution(probs: np.ndarray, level: str, point_px: tuple[float, float], region_px: float) -> np.ndarray | None:
-    """Severity distribution of one level from nnU-Net probabilities (classes, rows, cols)."""
+    """Severity distribution of one level from nnU-Net probabilities (classes, rows, cols).
+
+    Over the pixels predicted as this level: the mean softmax of its three classes. If nnU-Net
+    predicts no pixel of the level: over a disk around the level point, the mean softmax of each
+    severity summed over all levels (the severity is read even where the level is confused).
+    """
     i = vocab.LEVELS.index(level)
-    classes = slice(1 + 3 * i, 4 + 3 * i)
     predicted = probs.argmax(axis=0)
     mask = (predicted >= 1 + 3 * i) & (predicted <= 3 + 3 * i)
-    if not mask.any():
+    if mask.any():
+        dist = probs[1 + 3 * i : 4 + 3 * i][:, mask].mean(axis=1)
+    else:
         rows, cols = np.mgrid[0 : probs.shape[1], 0 : probs.shape[2]]
         mask = np.hypot(cols - point_px[0], rows - point_px[1]) <= region_px
         if not mask.any():
             return None
-    dist = probs[classes][:, mask].mean(axis=1)
+        per_severity = probs[1:].reshape(len(vocab.LEVELS), 3, *probs.shape[1:]).sum(axis=0)
+        dist = per_severity[:, mask].mean(axis=1)
     total = dist.sum()
     return dist / total if total > 0 else None
+
+
+def combine_with_prior(prior: np.ndarray, evidence: np.ndarray, tau: float) -> np.ndarray:
+    """The prior times evidence ** tau, normalised (evidence: a likelihood ratio per severity)."""
+    q = np.asarray(prior, dtype=float) * np.power(np.clip(np.asarray(evidence, dtype=float), 1e-6, None), tau)
+    return q / q.sum()
 
 
 def _nnunet_levels(predictor, spacing, volume: Volume, points: dict[str, np.ndarray], region_mm: float) -> dict[str, np.ndarray]:
@@ -179,9 +201,15 @@ def predict_study(
             got[("right_subarticular_stenosis", n)] = (pr, "densenet")
     timing["densenet"] += time.perf_counter() - t0
     rows = []
+    weights = np.asarray(vocab.SEVERITY_WEIGHTS)
     for condition in vocab.CONDITIONS:
         for level in vocab.LEVELS:
-            dist, source = got.get((condition, level), (models.prior[(condition, level)], "prior"))
+            prior = models.prior[(condition, level)]
+            dist, source = got.get((condition, level), (prior, "prior"))
+            if source == "nnunet":
+                dist = combine_with_prior(prior, dist, params.nnunet_tau)
+            elif source == "densenet":
+                dist = combine_with_prior(prior, dist / (weights * prior), params.densenet_tau)
             rows.append(
                 {
                     "study_id": study,

@@ -1,0 +1,149 @@
+"""The whole method end to end on the tiny phantom: `lumbar run --runner inline`, shortened for CI."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lumbar_core import pipeline, store, vocab
+from lumbar_core.cli import main
+from lumbar_core.manifest import StageInput
+from lumbar_core.stages import nnunet_train, predict
+from lumbar_core.submission import validate_submission
+
+SHORT = {
+    "vertebra-train.epochs": "6",
+    "nnunet-train.epochs": "3",
+    "nnunet-train.iterations": "10",
+    "nnunet-train.val_iterations": "2",
+    "densenet-train.epochs": "4",
+}
+STAGE_NAMES = [
+    "ingest",
+    "ingest-validation",
+    "vertebra-train",
+    "vertebra-segment",
+    "disc-label",
+    "balance",
+    "nnunet-prepare",
+    "nnunet-train",
+    "densenet-train",
+    "predict",
+    "score",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(phantom, tmp_path_factory):
+    run = str(tmp_path_factory.mktemp("pipeline") / "run")
+    profile = pipeline.apply_overrides(pipeline.load_profile("tiny"), SHORT)
+    logs = []
+    metrics = pipeline.run_inline(str(phantom), run, profile, log=logs.append)
+    return run, metrics, logs, profile
+
+
+def test_every_stage_ran_and_committed(trained):
+    run, _, logs, _ = trained
+    assert [line.split("] ")[1] for line in logs if line.startswith("[run ]")] == STAGE_NAMES
+    assert sum(line.startswith("[done]") for line in logs) == len(STAGE_NAMES)
+    for name in STAGE_NAMES:
+        assert StageInput.open(run, name).manifest.stage == name
+
+
+def test_score_outputs_follow_the_contract(trained, phantom):
+    run, metrics, _, _ = trained
+    for name in ("submission.csv", "report.html", "metrics.json"):
+        assert store.exists(store.join(run, "score", name))
+    assert set(metrics) >= {"spinal", "foraminal", "subarticular", "any_severe_spinal", "score", "prior"}
+    assert set(metrics["prior"]) == {"spinal", "foraminal", "subarticular", "any_severe_spinal", "score"}
+    val_studies = StageInput.open(run, "ingest-validation").params["studies"]
+    train_studies = StageInput.open(run, "ingest").params["studies"]
+    assert not set(val_studies) & set(train_studies)
+    submission = pd.read_csv(store.join(run, "score", "submission.csv"))
+    validate_submission(submission, study_ids=val_studies)
+    assert len(submission) == 25 * len(val_studies)
+    report = store.read_text(store.join(run, "score", "report.html"))
+    assert report.count("data:image/png;base64,") >= 4
+    assert "Confusion matrices" in report and "Calibration" in report
+
+
+def test_predictions_come_from_the_models(trained):
+    run, _, _, _ = trained
+    pred = pd.read_parquet(io.BytesIO(StageInput.open(run, "predict").read_bytes("predictions.parquet")))
+    sources = pred.groupby(pred["condition"].map(vocab.CONDITION_GROUP))["source"].agg(lambda s: s.value_counts().to_dict())
+    assert sources["spinal"].get("nnunet", 0) >= 0.8 * sum(sources["spinal"].values())
+    assert sources["foraminal"].get("nnunet", 0) >= 0.8 * sum(sources["foraminal"].values())
+    assert sources["subarticular"].get("densenet", 0) >= 0.8 * sum(sources["subarticular"].values())
+    probs = pred[list(vocab.SEVERITY_COLUMNS)].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-6)
+    timing = StageInput.open(run, "predict").read_json("timing.json")["seconds_per_study"]
+    assert set(timing) == {"decode", "segmentation", "nnunet", "densenet"}
+
+
+def test_nnunet_training_records_pseudo_dice_per_epoch(trained):
+    run, _, _, profile = trained
+    report = StageInput.open(run, "nnunet-train").read_json("training.json")
+    for family in ("spinal", "foraminal"):
+        history = report["families"][family]["pseudo_dice"]
+        assert len(history) == int(profile["stages"]["nnunet-train"]["epochs"])
+        assert all(len(epoch) == 15 for epoch in history)
+
+
+def test_nan_pseudo_dice_fails_loudly_without_allow_missing(trained):
+    run, _, _, _ = trained
+    before = StageInput.open(run, "nnunet-train").manifest.attempt
+    params = nnunet_train.NnunetTrainParams(epochs=1, iterations=2, val_iterations=1, families=("spinal",), resume=False)
+    with pytest.raises(nnunet_train.NanPseudoDiceError, match="spinal: .*(normal_mild|moderate|severe)"):
+        nnunet_train.run(run_uri=run, params=params)
+    assert StageInput.open(run, "nnunet-train").manifest.attempt == before, "a failed training commits nothing"
+
+
+def test_a_broken_study_is_reported_and_predicted_from_the_prior(trained, monkeypatch):
+    run, _, _, _ = trained
+    real = predict.predict_study
+    broken = {}
+
+    def flaky(data, study, *args):
+        if not broken:
+            broken["study"] = study
+            raise ValueError("corrupt volume")
+        return real(data, study, *args)
+
+    monkeypatch.setattr(predict, "predict_study", flaky)
+    predict.run(run_uri=run, params=predict.PredictParams(ingest_stage="ingest-validation"))
+    stage = StageInput.open(run, "predict")
+    pred = pd.read_parquet(io.BytesIO(stage.read_bytes("predictions.parquet")))
+    problems = pd.read_parquet(io.BytesIO(stage.read_bytes("problems.parquet")))
+    assert (pred.loc[pred["study_id"] == broken["study"], "source"] == "prior").all()
+    assert len(pred[pred["study_id"] == broken["study"]]) == 25
+    assert problems["message"].str.contains("corrupt volume").any()
+    assert (pred.loc[pred["study_id"] != broken["study"], "source"] != "prior").mean() > 0.8
+
+
+def test_rerun_skips_committed_stages_and_cli_prints_the_table(trained, phantom, capsys):
+    run, _, _, _ = trained
+    args = ["run", "--data", str(phantom), "--run", run, "--profile", "tiny"]
+    for key, value in SHORT.items():
+        args += ["--set", f"{key}={value}"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("[skip]") == len(STAGE_NAMES) - 2, "predict and score rerun after the broken-study test changed predict"
+    assert "any_severe_spinal" in out and "report:" in out
+    assert main(["run", "--data", str(phantom), "--run", run, "--profile", "huge"]) == 2
+    assert "unknown profile 'huge'" in capsys.readouterr().err
+
+
+def test_combine_with_prior_and_level_readout():
+    prior = np.array([0.7, 0.2, 0.1])
+    np.testing.assert_allclose(predict.combine_with_prior(prior, np.array([0.2, 0.5, 0.3]), 0.0), prior)
+    np.testing.assert_allclose(predict.combine_with_prior(prior, np.ones(3), 1.0), prior)
+    q = predict.combine_with_prior(prior, np.array([0.1, 0.1, 0.8]), 1.0)
+    assert q[2] > prior[2] and q.sum() == pytest.approx(1)
+    probs = np.zeros((16, 5, 5))
+    probs[0] = 1.0
+    probs[:, 2, 2] = 0
+    probs[1 + 3 * 2 + 2, 2, 2] = 1.0  # one pixel predicted as l3_l4 Severe
+    np.testing.assert_allclose(predict.level_distribution(probs, "l3_l4", (2, 2), 1.0), [0, 0, 1])
+    # no pixel of l1_l2: severity read level-agnostically in the disk around the point
+    np.testing.assert_allclose(predict.level_distribution(probs, "l1_l2", (2, 2), 0.5), [0, 0, 1])
