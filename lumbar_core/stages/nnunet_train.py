@@ -97,6 +97,20 @@ def _train_family(work: Path, summary: dict, params: NnunetTrainParams, run_uri:
     }
 
 
+def check_nan_classes(report: dict[str, dict], *, allow_missing: bool) -> dict[str, list[str]]:
+    """Families' classes with nan pseudo Dice at the end; an error naming them unless ``allow_missing`` (then a warning)."""
+    problems = {f: r["nan_classes"] for f, r in report.items() if r["nan_classes"]}
+    if problems:
+        message = "; ".join(f"{f}: {', '.join(c)}" for f, c in problems.items())
+        if not allow_missing:
+            raise NanPseudoDiceError(
+                f"nan pseudo Dice (class absent from validation or never learnt) for {message}. "
+                "Balance the classes (stage balance) or pass allow_missing (--allow-missing true)."
+            )
+        warnings.warn(f"nnunet-train: nan pseudo Dice for {message}", stacklevel=2)
+    return problems
+
+
 def run(*, run_uri: str, params: NnunetTrainParams) -> Manifest:
     """Train each family's nnU-Net; see the module docstring."""
     prepared = StageInput.open(run_uri, "nnunet-prepare")
@@ -114,15 +128,7 @@ def run(*, run_uri: str, params: NnunetTrainParams) -> Manifest:
             for family in params.families:
                 report[family] = _train_family(work, datasets[family], params, run_uri, family)
         out.upload_dir(work / "results", "results")
-    problems = {f: r["nan_classes"] for f, r in report.items() if r["nan_classes"]}
-    if problems:
-        message = "; ".join(f"{f}: {', '.join(c)}" for f, c in problems.items())
-        if not params.allow_missing:
-            raise NanPseudoDiceError(
-                f"nan pseudo Dice (class absent from validation or never learnt) for {message}. "
-                "Balance the classes (stage balance) or pass allow_missing (--allow-missing true)."
-            )
-        warnings.warn(f"nnunet-train: nan pseudo Dice for {message}", stacklevel=2)
+    problems = check_nan_classes(report, allow_missing=params.allow_missing)
     out.write_json("training.json", {"families": report, "warnings": problems})
     metrics = {}
     for family, r in report.items():

@@ -92,11 +92,15 @@ def test_nnunet_training_records_pseudo_dice_per_epoch(trained):
 
 def test_nan_pseudo_dice_fails_loudly_without_allow_missing(trained):
     run, _, _, _ = trained
-    before = StageInput.open(run, "nnunet-train").manifest.attempt
-    params = nnunet_train.NnunetTrainParams(epochs=1, iterations=2, val_iterations=1, families=("spinal",), resume=False)
-    with pytest.raises(nnunet_train.NanPseudoDiceError, match="spinal: .*(normal_mild|moderate|severe)"):
-        nnunet_train.run(run_uri=run, params=params)
-    assert StageInput.open(run, "nnunet-train").manifest.attempt == before, "a failed training commits nothing"
+    report = StageInput.open(run, "nnunet-train").read_json("training.json")["families"]
+    recorded_nan = {f: r["nan_classes"] for f, r in report.items()}
+    last = {f: [k for k, v in r["pseudo_dice"][-1].items() if v is None] for f, r in report.items()}
+    assert recorded_nan == last, "the nan classes are those of the last epoch"
+    fake = {"spinal": {"nan_classes": ["l1_l2_severe", "l5_s1_moderate"]}, "foraminal": {"nan_classes": []}}
+    with pytest.raises(nnunet_train.NanPseudoDiceError, match="spinal: l1_l2_severe, l5_s1_moderate"):
+        nnunet_train.check_nan_classes(fake, allow_missing=False)
+    with pytest.warns(UserWarning, match="l1_l2_severe"):
+        assert nnunet_train.check_nan_classes(fake, allow_missing=True) == {"spinal": ["l1_l2_severe", "l5_s1_moderate"]}
 
 
 def test_a_broken_study_is_reported_and_predicted_from_the_prior(trained, monkeypatch):
