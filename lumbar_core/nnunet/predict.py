@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lumbar_core import vocab
 from lumbar_core.nnunet.dataset import DUMMY_SPACING
 
 
@@ -54,3 +55,26 @@ def predict_slice(predictor, image: np.ndarray, spacing: float) -> np.ndarray:
     data = np.asarray(image, dtype=np.float32)[None, None]  # (channel, z, y, x)
     _, probs = predictor.predict_single_npy_array(data, {"spacing": [DUMMY_SPACING, spacing, spacing]}, None, None, True)
     return np.asarray(probs)[:, 0]
+
+
+def level_distribution(probs: np.ndarray, level: str, point_px: tuple[float, float], region_px: float) -> np.ndarray | None:
+    """Severity distribution of one level from nnU-Net probabilities (classes, rows, cols).
+
+    Over the pixels predicted as this level: the mean softmax of its three classes. If nnU-Net
+    predicts no pixel of the level: over a disk around the level point, the mean softmax of each
+    severity summed over all levels (the severity is read even where the level is confused).
+    """
+    i = vocab.LEVELS.index(level)
+    predicted = probs.argmax(axis=0)
+    mask = (predicted >= 1 + 3 * i) & (predicted <= 3 + 3 * i)
+    if mask.any():
+        dist = probs[1 + 3 * i : 4 + 3 * i][:, mask].mean(axis=1)
+    else:
+        rows, cols = np.mgrid[0 : probs.shape[1], 0 : probs.shape[2]]
+        mask = np.hypot(cols - point_px[0], rows - point_px[1]) <= region_px
+        if not mask.any():
+            return None
+        per_severity = probs[1:].reshape(len(vocab.LEVELS), 3, *probs.shape[1:]).sum(axis=0)
+        dist = per_severity[:, mask].mean(axis=1)
+    total = dist.sum()
+    return dist / total if total > 0 else None

@@ -7,8 +7,9 @@ canonical orientation of :mod:`lumbar_core.axial`. One input channel; six output
 Normal/Mild, Moderate, Severe); cross-entropy weighted (1, 2, 4); a horizontal flip swaps the left
 and right labels; small shifts and intensity changes; mixed precision on a GPU.
 
-Writes under ``{run}/densenet-train/``: ``model.pt`` and ``metrics.json`` (loss and validation
-accuracy per epoch, crops used).
+Writes under ``{run}/densenet-train/``: ``model.pt`` (with ``tau``, the weight of its evidence
+against the prior, fitted on the validation crops) and ``metrics.json`` (loss and validation
+accuracy per epoch, crops used, the fit).
 """
 
 from __future__ import annotations
@@ -59,12 +60,12 @@ class DensenetTrainParams(Params):
     seed: int = 0
 
 
-def _samples(run_uri: str, params: DensenetTrainParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _samples(run_uri: str, params: DensenetTrainParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     data = IngestedData.open(run_uri)
     levels = pd.read_parquet(io.BytesIO(StageInput.open(run_uri, "vertebra-segment").read_bytes("levels.parquet")))
     labels = data.table("labels")
     severity = labels.set_index(["study_id", "condition", "level"])["severity"].to_dict()
-    crops, targets, studies = [], [], []
+    crops, targets, studies, levels_of = [], [], [], []
     for study in tqdm(sorted(labels["study_id"].unique()), desc="axial crops", unit="study", leave=False):
         for level, crop in level_crops(data, levels, study, size=params.size, crop_mm=params.crop_mm, max_mm=params.max_mm).items():
             left = severity.get((study, "left_subarticular_stenosis", level), IGNORE)
@@ -74,9 +75,10 @@ def _samples(run_uri: str, params: DensenetTrainParams) -> tuple[np.ndarray, np.
             crops.append(crop)
             targets.append((int(left), int(right)))
             studies.append(study)
+            levels_of.append(level)
     if not crops:
         raise ValueError("densenet-train found no labelled axial crop (no Axial T2 slice near any level centre)")
-    return np.stack(crops), np.array(targets, dtype=np.int64), np.array(studies)
+    return np.stack(crops), np.array(targets, dtype=np.int64), np.array(studies), np.array(levels_of)
 
 
 def _augment(batch: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +99,7 @@ def run(*, run_uri: str, params: DensenetTrainParams) -> Manifest:
 
     torch.manual_seed(params.seed)
     rng = np.random.default_rng(params.seed)
-    crops, targets, studies = _samples(run_uri, params)
+    crops, targets, studies, levels = _samples(run_uri, params)
     unique = np.array(sorted(set(studies.tolist())))
     n_val = max(1, round(len(unique) * params.val_fraction)) if len(unique) > 1 else 0
     val_studies = set(rng.choice(unique, size=n_val, replace=False).tolist())
@@ -131,16 +133,18 @@ def run(*, run_uri: str, params: DensenetTrainParams) -> Manifest:
             losses.append(loss.item())
         accuracy = _accuracy(model, crops[val_idx], targets[val_idx]) if len(val_idx) else float("nan")
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_accuracy": accuracy})
+    tau, losses = _fit_tau(model, crops[val_idx], targets[val_idx], levels[val_idx], run_uri)
     out = StageOutput(run_uri, STAGE)
-    out.write_bytes("model.pt", save_densenet(model, {**params.to_dict(), "sides": ["left", "right"]}))
+    out.write_bytes("model.pt", save_densenet(model, {**params.to_dict(), "sides": ["left", "right"], "tau": tau}))
     metrics = {
         "crops": len(crops),
         "train_crops": len(train_idx),
         "val_crops": len(val_idx),
         "val_accuracy": history[-1]["val_accuracy"] if history else float("nan"),
         "device": dev.type,
+        "tau": tau,
     }
-    out.write_json("metrics.json", {"history": history, **metrics})
+    out.write_json("metrics.json", {"history": history, "tau_losses": losses, **metrics})
     return out.commit(params=params.to_dict(), metrics=metrics)
 
 
@@ -150,3 +154,29 @@ def _accuracy(model, crops: np.ndarray, targets: np.ndarray) -> float:
     left, right = predict_sides(model.eval(), crops)
     hits = [(p.argmax(1) == t)[t != IGNORE] for p, t in ((left, targets[:, 0]), (right, targets[:, 1]))]
     return float(np.concatenate(hits).mean())
+
+
+def _fit_tau(model, crops: np.ndarray, targets: np.ndarray, levels: np.ndarray, run_uri: str) -> tuple[float, dict[str, float]]:
+    """The weight of the DenseNet's evidence against the prior, fitted on the validation crops.
+
+    The loss weighted classes (1, 2, 4) on natural frequencies, so p / (w x prior) is the evidence.
+    """
+    from lumbar_core.calibration import fit_tau
+    from lumbar_core.models.densenet import predict_sides
+    from lumbar_core.prior import prior_from_json
+
+    if len(crops) == 0:
+        return 0.0, {}
+    prior = prior_from_json(StageInput.open(run_uri, "balance").read_json("prior.json"))
+    w = np.asarray(vocab.SEVERITY_WEIGHTS)
+    sides = predict_sides(model.eval(), crops)
+    priors, evidence, truth = [], [], []
+    for s, (side, probs) in enumerate(zip(("left", "right"), sides)):
+        for p, t, level in zip(probs, targets[:, s], levels):
+            if t == IGNORE:
+                continue
+            pr = prior[(f"{side}_subarticular_stenosis", level)]
+            priors.append(pr)
+            evidence.append(p / (w * pr))
+            truth.append(t)
+    return fit_tau(np.array(priors), np.array(evidence), np.array(truth))

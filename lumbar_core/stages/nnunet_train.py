@@ -83,6 +83,7 @@ def _train_family(work: Path, summary: dict, params: NnunetTrainParams, run_uri:
         store.download(checkpoint_uri, local)
         trainer.load_checkpoint(str(local))
     trainer.run_training()
+    tau, losses, cases = _fit_tau(trainer, work / "preprocessed" / name / "splits_final.json", run_uri, family)
     history = trainer.pseudo_dice_history()
     names = [n for n, v in sorted(label_names().items(), key=lambda kv: kv[1]) if v > 0]
     last = history[-1] if history else []
@@ -94,7 +95,49 @@ def _train_family(work: Path, summary: dict, params: NnunetTrainParams, run_uri:
         "pseudo_dice": [{n: (None if math.isnan(v) else round(v, 4)) for n, v in zip(names, epoch)} for epoch in history],
         "nan_classes": nan_classes,
         "device": device.type,
+        "tau": tau,
+        "tau_losses": losses,
+        "tau_regions": cases,
     }
+
+
+def _fit_tau(trainer, splits_file: Path, run_uri: str, family: str) -> tuple[float, dict[str, float], int]:
+    """Fit the evidence weight of this family on its validation cases (see :mod:`lumbar_core.calibration`)."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    from lumbar_core.calibration import fit_tau
+    from lumbar_core.nnunet.predict import level_distribution, load_predictor, predict_slice
+    from lumbar_core.prior import prior_from_json
+
+    val_keys = json.loads(splits_file.read_text())[0]["val"]
+    val_cases = sorted({k.rsplit("_c", 1)[0] for k in val_keys})
+    disc = StageInput.open(run_uri, "disc-label")
+    regions = pd.read_parquet(io.BytesIO(disc.read_bytes("regions.parquet"))).rename(columns={"class": "cls"})
+    cases = pd.read_parquet(io.BytesIO(disc.read_bytes("cases.parquet"))).set_index("case_id")
+    prior = prior_from_json(StageInput.open(run_uri, "balance").read_json("prior.json"))
+    radius_px = float(disc.params["radius_mm"]) / float(disc.params["spacing_mm"])
+    predictor = load_predictor(Path(trainer.output_folder_base))
+    priors, evidence, truth = [], [], []
+    for case_id in val_cases:
+        with np.load(io.BytesIO(disc.read_bytes(cases.loc[case_id, "path"]))) as z:
+            image, label, spacing = z["image"], z["label"], float(z["spacing"][0])
+        probs = predict_slice(predictor, image, spacing)
+        for row in regions[regions["case_id"] == case_id].itertuples():
+            rows, cols = np.nonzero(label == row.cls)
+            if len(rows) == 0:
+                continue
+            dist = level_distribution(probs, row.level, (float(cols.mean()), float(rows.mean())), radius_px)
+            if dist is not None:
+                priors.append(prior[(row.condition, row.level)])
+                evidence.append(dist)
+                truth.append(row.severity)
+    if not truth:
+        return 0.0, {}, 0
+    tau, losses = fit_tau(np.array(priors), np.array(evidence), np.array(truth))
+    return tau, losses, len(truth)
 
 
 def check_nan_classes(report: dict[str, dict], *, allow_missing: bool) -> dict[str, list[str]]:

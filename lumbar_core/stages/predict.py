@@ -36,11 +36,13 @@ from tqdm import tqdm
 
 from lumbar_core import store, vocab
 from lumbar_core.axial import level_crops
+from lumbar_core.calibration import combine_with_prior
 from lumbar_core.ingested import IngestedData, Volume
 from lumbar_core.levels import check_order, combine_series, level_centres, segment_stack, vertebra_centres
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.models.densenet import load_densenet, predict_sides
 from lumbar_core.models.unet import load_model
+from lumbar_core.nnunet.predict import level_distribution
 from lumbar_core.params import Params
 from lumbar_core.prior import prior_from_json
 from lumbar_core.sagittal import canonical_of_stack, resample_slice, resize_to
@@ -59,10 +61,11 @@ class PredictParams(Params):
         foramen_offset_mm: distance of the foraminal slices from the canal centre, left and right.
         region_mm: radius around a level point used when nnU-Net predicts no pixel of that level.
         batch_size: U-Net slices per forward pass.
-        nnunet_tau: exponent of nnU-Net's evidence. nnU-Net learnt from class-balanced cases, so its
-            softmax is a likelihood ratio: the distribution is prior x p ** tau (0 = prior only).
-        densenet_tau: exponent of the DenseNet's evidence. Its loss weighted classes (1, 2, 4) on the
-            natural frequencies, so p / (w x prior) is the likelihood ratio: prior x (p / (w prior)) ** tau.
+        nnunet_tau: exponent of nnU-Net's evidence (None: the value nnunet-train fitted on its
+            validation cases). nnU-Net learnt from class-balanced cases, so its softmax is a
+            likelihood ratio: the distribution is prior x p ** tau (0 = prior only).
+        densenet_tau: exponent of the DenseNet's evidence (None: the value densenet-train fitted). Its
+            loss weighted classes (1, 2, 4) on natural frequencies, so the evidence is p / (w x prior).
     """
 
     ingest_stage: str = "ingest"
@@ -70,8 +73,8 @@ class PredictParams(Params):
     foramen_offset_mm: float = 16.0
     region_mm: float = 8.0
     batch_size: int = 16
-    nnunet_tau: float = 1.0
-    densenet_tau: float = 0.7
+    nnunet_tau: float | None = None
+    densenet_tau: float | None = None
 
 
 class _Models:
@@ -86,6 +89,7 @@ class _Models:
         report = nnunet.read_json("training.json")["families"]
         self.nnunet = {}
         self.spacing = {}
+        self.nnunet_tau = {family: float(info.get("tau", 1.0)) for family, info in report.items()}
         from lumbar_core.nnunet.predict import load_predictor
 
         for family, info in report.items():
@@ -108,35 +112,6 @@ def _slice_probs(predictor, volume: Volume, k: int, spacing_mm: float) -> np.nda
     back = np.stack([resize_to(p, image.shape, order=1) for p in probs])
     # undo the canonical layout slice by slice: treat classes as the slice axis
     return np.stack([canon.invert(p[None])[0] for p in back])
-
-
-def level_distribution(probs: np.ndarray, level: str, point_px: tuple[float, float], region_px: float) -> np.ndarray | None:
-    """Severity distribution of one level from nnU-Net probabilities (classes, rows, cols).
-
-    Over the pixels predicted as this level: the mean softmax of its three classes. If nnU-Net
-    predicts no pixel of the level: over a disk around the level point, the mean softmax of each
-    severity summed over all levels (the severity is read even where the level is confused).
-    """
-    i = vocab.LEVELS.index(level)
-    predicted = probs.argmax(axis=0)
-    mask = (predicted >= 1 + 3 * i) & (predicted <= 3 + 3 * i)
-    if mask.any():
-        dist = probs[1 + 3 * i : 4 + 3 * i][:, mask].mean(axis=1)
-    else:
-        rows, cols = np.mgrid[0 : probs.shape[1], 0 : probs.shape[2]]
-        mask = np.hypot(cols - point_px[0], rows - point_px[1]) <= region_px
-        if not mask.any():
-            return None
-        per_severity = probs[1:].reshape(len(vocab.LEVELS), 3, *probs.shape[1:]).sum(axis=0)
-        dist = per_severity[:, mask].mean(axis=1)
-    total = dist.sum()
-    return dist / total if total > 0 else None
-
-
-def combine_with_prior(prior: np.ndarray, evidence: np.ndarray, tau: float) -> np.ndarray:
-    """The prior times evidence ** tau, normalised (evidence: a likelihood ratio per severity)."""
-    q = np.asarray(prior, dtype=float) * np.power(np.clip(np.asarray(evidence, dtype=float), 1e-6, None), tau)
-    return q / q.sum()
 
 
 def _nnunet_levels(predictor, spacing, volume: Volume, points: dict[str, np.ndarray], region_mm: float) -> dict[str, np.ndarray]:
@@ -207,9 +182,12 @@ def predict_study(
             prior = models.prior[(condition, level)]
             dist, source = got.get((condition, level), (prior, "prior"))
             if source == "nnunet":
-                dist = combine_with_prior(prior, dist, params.nnunet_tau)
+                family = "spinal" if condition == "spinal_canal_stenosis" else "foraminal"
+                tau = params.nnunet_tau if params.nnunet_tau is not None else models.nnunet_tau[family]
+                dist = combine_with_prior(prior, dist, tau)
             elif source == "densenet":
-                dist = combine_with_prior(prior, dist / (weights * prior), params.densenet_tau)
+                tau = params.densenet_tau if params.densenet_tau is not None else float(models.densenet_config.get("tau", 1.0))
+                dist = combine_with_prior(prior, dist / (weights * prior), tau)
             rows.append(
                 {
                     "study_id": study,

@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from lumbar_core import pipeline, store, vocab
+from lumbar_core.calibration import combine_with_prior, fit_tau
 from lumbar_core.cli import main
 from lumbar_core.manifest import StageInput
+from lumbar_core.nnunet.predict import level_distribution
 from lumbar_core.stages import nnunet_train, predict
 from lumbar_core.submission import validate_submission
 
@@ -140,14 +142,34 @@ def test_rerun_skips_committed_stages_and_cli_prints_the_table(trained, phantom,
 
 def test_combine_with_prior_and_level_readout():
     prior = np.array([0.7, 0.2, 0.1])
-    np.testing.assert_allclose(predict.combine_with_prior(prior, np.array([0.2, 0.5, 0.3]), 0.0), prior)
-    np.testing.assert_allclose(predict.combine_with_prior(prior, np.ones(3), 1.0), prior)
-    q = predict.combine_with_prior(prior, np.array([0.1, 0.1, 0.8]), 1.0)
+    np.testing.assert_allclose(combine_with_prior(prior, np.array([0.2, 0.5, 0.3]), 0.0), prior)
+    np.testing.assert_allclose(combine_with_prior(prior, np.ones(3), 1.0), prior)
+    q = combine_with_prior(prior, np.array([0.1, 0.1, 0.8]), 1.0)
     assert q[2] > prior[2] and q.sum() == pytest.approx(1)
     probs = np.zeros((16, 5, 5))
     probs[0] = 1.0
     probs[:, 2, 2] = 0
     probs[1 + 3 * 2 + 2, 2, 2] = 1.0  # one pixel predicted as l3_l4 Severe
-    np.testing.assert_allclose(predict.level_distribution(probs, "l3_l4", (2, 2), 1.0), [0, 0, 1])
+    np.testing.assert_allclose(level_distribution(probs, "l3_l4", (2, 2), 1.0), [0, 0, 1])
     # no pixel of l1_l2: severity read level-agnostically in the disk around the point
-    np.testing.assert_allclose(predict.level_distribution(probs, "l1_l2", (2, 2), 0.5), [0, 0, 1])
+    np.testing.assert_allclose(level_distribution(probs, "l1_l2", (2, 2), 0.5), [0, 0, 1])
+
+
+def test_fit_tau_finds_no_signal_and_real_signal():
+    rng = np.random.default_rng(0)
+    prior = np.tile([0.7, 0.2, 0.1], (400, 1))
+    truth = np.array([rng.choice(3, p=[0.7, 0.2, 0.1]) for _ in range(400)])
+    noise = rng.dirichlet((1, 1, 1), size=400)
+    assert fit_tau(prior, noise, truth)[0] <= 0.2, "noise gets almost no weight"
+    informative = np.full((400, 3), 0.2)
+    informative[np.arange(400), truth] = 0.8
+    assert fit_tau(prior, informative, truth)[0] >= 1.0, "good evidence gets full weight"
+    assert fit_tau(prior[:0], noise[:0], truth[:0]) == (0.0, {})
+
+
+def test_fitted_weights_are_recorded_and_used(trained):
+    run, _, _, _ = trained
+    report = StageInput.open(run, "nnunet-train").read_json("training.json")["families"]
+    for family in ("spinal", "foraminal"):
+        assert 0.0 <= report[family]["tau"] <= 1.5 and report[family]["tau_regions"] > 0
+    assert 0.0 <= StageInput.open(run, "densenet-train").manifest.metrics["tau"] <= 1.5
