@@ -43,5 +43,5 @@ def fit_tau(
     for tau in grid:
         q = combine_with_prior(priors, evidence, tau) * w
         losses[f"{tau:.1f}"] = weighted_loss(q / q.sum(axis=1, keepdims=True), truth)
-    best = min(losses, key=losses.get)
-    return float(best), losses
+    best = float(min(losses, key=losses.get))
+    return round(best * len(truth) / (len(truth) + pseudo_count), 3), losses
