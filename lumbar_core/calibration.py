@@ -28,12 +28,13 @@ def weighted_loss(probs: np.ndarray, truth: np.ndarray) -> float:
 
 
 def fit_tau(
-    priors: np.ndarray, evidence: np.ndarray, truth: np.ndarray, grid: tuple[float, ...] = TAU_GRID
+    priors: np.ndarray, evidence: np.ndarray, truth: np.ndarray, grid: tuple[float, ...] = TAU_GRID, pseudo_count: float = 100.0
 ) -> tuple[float, dict[str, float]]:
-    """The tau of ``grid`` with the lowest weighted log loss on held-out (prior, evidence, truth); and every loss.
+    """The weight of the evidence fitted on held-out (prior, evidence, truth), and the loss of every grid value.
 
-    The loss is taken after the (1, 2, 4) reweighting a submission gets. With no held-out case,
-    tau is 0 (the prior).
+    The tau of ``grid`` with the lowest weighted log loss (after the (1, 2, 4) reweighting a
+    submission gets) is shrunk toward 0 by ``n / (n + pseudo_count)``: a handful of held-out cases
+    cannot earn a model full trust. With no held-out case, tau is 0 (the prior).
     """
     truth = np.asarray(truth, dtype=int)
     if len(truth) == 0:
