@@ -4,7 +4,7 @@ A phantom with a fixed seed, the tiny image profile with longer training (about 
 2-core CPU), the validation split of `lumbar run`; prints each term for the model and the prior and
 the relative improvement. Target (issue): at least 30% better than the prior.
 
-    .venv/bin/python bench/quality.py [--studies 80] [--run runs/quality]
+    .venv/bin/python bench/quality.py [--studies 60] [--run runs/quality]
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from lumbar_core.synthetic import generate, get_profile
 
 LONGER = {
     "vertebra-train.epochs": "12",
-    "nnunet-train.epochs": "30",
-    "nnunet-train.iterations": "50",
+    "nnunet-train.epochs": "15",
+    "nnunet-train.iterations": "40",
     "nnunet-train.val_iterations": "5",
     "densenet-train.epochs": "25",
     "run.validation_fraction": "0.25",
@@ -29,7 +29,7 @@ LONGER = {
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--studies", type=int, default=80)
+    parser.add_argument("--studies", type=int, default=60)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--run", default="runs/quality")
     args = parser.parse_args()

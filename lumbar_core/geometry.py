@@ -29,6 +29,13 @@ def rotation(rx_deg: float = 0.0, ry_deg: float = 0.0, rz_deg: float = 0.0) -> n
     return rz @ ry @ rx
 
 
+def _to_world(origin: np.ndarray, x, y, g: Plane | StackGeometry) -> np.ndarray:
+    """``origin + x * col_spacing * row_dir + y * row_spacing * col_dir`` with broadcasting."""
+    x = np.asarray(x, dtype=float)[..., None]
+    y = np.asarray(y, dtype=float)[..., None]
+    return origin + x * g.col_spacing * g.row_dir + y * g.row_spacing * g.col_dir
+
+
 @dataclass(frozen=True)
 class Plane:
     """One image's placement: IPP (3,), row and column direction cosines, spacing, size.
@@ -63,9 +70,7 @@ class Plane:
 
     def pixel_to_world(self, x: np.ndarray | float, y: np.ndarray | float) -> np.ndarray:
         """World points (..., 3) of pixel coordinates (column ``x``, row ``y``)."""
-        x = np.asarray(x, dtype=float)[..., None]
-        y = np.asarray(y, dtype=float)[..., None]
-        return self.ipp + x * self.col_spacing * self.row_dir + y * self.row_spacing * self.col_dir
+        return _to_world(self.ipp, x, y, self)
 
     def world_to_pixel(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Column, row and signed distance from the plane (mm) of world points (..., 3)."""
@@ -133,10 +138,7 @@ class StackGeometry:
 
     def pixel_to_world(self, x: np.ndarray | float, y: np.ndarray | float, k: np.ndarray | int) -> np.ndarray:
         """World points (..., 3) of (column ``x``, row ``y``) on slice ``k``."""
-        origin = self.ipp[np.asarray(k, dtype=int)]
-        x = np.asarray(x, dtype=float)[..., None]
-        y = np.asarray(y, dtype=float)[..., None]
-        return origin + x * self.col_spacing * self.row_dir + y * self.row_spacing * self.col_dir
+        return _to_world(self.ipp[np.asarray(k, dtype=int)], x, y, self)
 
     def nearest_slice(self, point: np.ndarray) -> tuple[int, float]:
         """Index of the slice nearest a world point and the point's distance from it (mm)."""

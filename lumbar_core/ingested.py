@@ -81,7 +81,7 @@ class IngestedData:
             if name in ("labels", "coordinates"):
                 return pd.DataFrame()
             raise ManifestError(f"stage {self.stage.manifest.stage!r} has no {path}")
-        return pd.read_parquet(io.BytesIO(self.stage.read_bytes(path)))
+        return self.stage.read_table(path)
 
     @cached_property
     def index(self) -> pd.DataFrame:

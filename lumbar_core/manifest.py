@@ -19,6 +19,7 @@ readers that are still on it).
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import os
 import threading
@@ -136,6 +137,12 @@ class StageOutput:
     def write_json(self, relpath: str, obj: Any) -> str:
         """Write a JSON output (indented, key-sorted)."""
         return self.write_text(relpath, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+    def write_table(self, relpath: str, frame) -> str:
+        """Write a pandas DataFrame as a parquet output."""
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return self.write_bytes(relpath, buffer.getvalue())
 
     def upload(self, local_path: str | os.PathLike, relpath: str) -> str:
         """Upload a local file as an output."""
@@ -269,6 +276,12 @@ class StageInput:
     def read_json(self, relpath: str) -> Any:
         """Read one JSON output."""
         return json.loads(self.read_bytes(relpath))
+
+    def read_table(self, relpath: str):
+        """Read one parquet output as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.read_parquet(io.BytesIO(self.read_bytes(relpath)))
 
     def paths(self, under: str = "") -> list[str]:
         """Output paths (relative), optionally only those below a folder."""

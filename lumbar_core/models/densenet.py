@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+from lumbar_core.models.checkpoint import from_bytes, to_bytes
 
 ARCHS = ("densenet121", "densenet169", "densenet201")
 
@@ -22,23 +22,17 @@ def build_densenet(arch: str = "densenet121"):
 
 def save_densenet(model, config: dict) -> bytes:
     """``model.pt`` bytes: weights and config."""
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "config": config}, buffer)
-    return buffer.getvalue()
+    return to_bytes(model, config)
 
 
 def load_densenet(data: bytes):
     """The DenseNet and its config, on the best device, in eval mode."""
-    import torch
-
     from lumbar_core.models.unet import device
 
-    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-    model = build_densenet(state["config"]["arch"])
-    model.load_state_dict(state["model"])
-    return model.to(device()).eval(), state["config"]
+    weights, config = from_bytes(data)
+    model = build_densenet(config["arch"])
+    model.load_state_dict(weights)
+    return model.to(device()).eval(), config
 
 
 def predict_sides(model, crops) -> tuple:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lumbar_core.models.checkpoint import from_bytes, to_bytes
+
 ENCODERS = ("resnet18", "resnet34", "resnet50")
 
 
@@ -74,23 +76,12 @@ def predict(model, slices: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
 
 def save_model(model, config: dict) -> bytes:
     """``model.pt`` bytes: weights and the config needed to rebuild the network."""
-    import io
-
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "config": config}, buffer)
-    return buffer.getvalue()
+    return to_bytes(model, config)
 
 
 def load_model(data: bytes):
     """The U-Net and its config from ``model.pt`` bytes, on the best device, in eval mode."""
-    import io
-
-    import torch
-
-    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-    config = state["config"]
+    weights, config = from_bytes(data)
     model = build_unet(config["encoder"], len(config["classes"]))
-    model.load_state_dict(state["model"])
+    model.load_state_dict(weights)
     return model.to(device()).eval(), config

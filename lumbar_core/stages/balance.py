@@ -16,7 +16,6 @@ baseline of score).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import pandas as pd
@@ -107,7 +106,7 @@ def run(*, run_uri: str, params: BalanceParams) -> Manifest:
     """Count, check and oversample the disc-label cases."""
     labels = IngestedData.open(run_uri).table("labels")
     disc = StageInput.open(run_uri, "disc-label")
-    regions = pd.read_parquet(io.BytesIO(disc.read_bytes("regions.parquet")))
+    regions = disc.read_table("regions.parquet")
     table = census(labels, regions)
     present = set(zip(regions["family"], regions["class"]))
     missing = [
@@ -127,9 +126,7 @@ def run(*, run_uri: str, params: BalanceParams) -> Manifest:
     balanced = pd.DataFrame([{"case_id": c, "family": family_of[c], "multiplicity": m} for c, m in sorted(multiplicity.items())])
     out = StageOutput(run_uri, STAGE)
     for name, frame in (("census.parquet", table), ("classes.parquet", classes), ("balanced.parquet", balanced)):
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        out.write_bytes(name, buffer.getvalue())
+        out.write_table(name, frame)
     summary = {
         "missing_classes": missing,
         "cases": len(balanced),

@@ -14,11 +14,9 @@ accuracy per epoch, crops used, the fit).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from lumbar_core import vocab
@@ -62,7 +60,7 @@ class DensenetTrainParams(Params):
 
 def _samples(run_uri: str, params: DensenetTrainParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     data = IngestedData.open(run_uri)
-    levels = pd.read_parquet(io.BytesIO(StageInput.open(run_uri, "vertebra-segment").read_bytes("levels.parquet")))
+    levels = StageInput.open(run_uri, "vertebra-segment").read_table("levels.parquet")
     labels = data.table("labels")
     severity = labels.set_index(["study_id", "condition", "level"])["severity"].to_dict()
     crops, targets, studies, levels_of = [], [], [], []

@@ -165,9 +165,7 @@ def run(*, run_uri: str, params: DiscLabelParams) -> Manifest:
     if not cases:
         raise ValueError("disc-label found no labelled sagittal slice to make a case of")
     for name, frame in (("cases.parquet", pd.DataFrame(cases)), ("regions.parquet", pd.DataFrame(regions))):
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        out.write_bytes(name, buffer.getvalue())
+        out.write_table(name, frame)
     out.write_bytes("overlay.png", _overlay(previews))
     counts = pd.DataFrame(cases)["family"].value_counts().to_dict()
     return out.commit(params=params.to_dict(), metrics={f"cases_{k}": int(v) for k, v in counts.items()} | {"regions": len(regions)})

@@ -22,7 +22,6 @@ Studies are processed in parallel worker processes, with a progress bar.
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -259,12 +258,6 @@ def _run_parallel(tasks: list[_StudyTask], workers: int) -> list:
         return list(tqdm(pool.map(ingest_study, tasks), total=len(tasks), desc="ingest", unit="study"))
 
 
-def _table_bytes(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    return buffer.getvalue()
-
-
 def run(*, data_uri: str, run_uri: str, params: IngestParams) -> Manifest:
     """Ingest one split (or one shard of it) of a dataset root into ``{run}/ingest``."""
     if params.split not in ("train", "test"):
@@ -319,7 +312,7 @@ def run(*, data_uri: str, run_uri: str, params: IngestParams) -> Manifest:
             tables["coordinates"] = _coordinates(coords, slices, index, problems)
     tables["problems"] = pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
     for name, frame in tables.items():
-        out.write_bytes(TABLES[name], _table_bytes(frame))
+        out.write_table(TABLES[name], frame)
     metrics = {
         "studies": len(studies),
         "stacks": len(index),
@@ -346,10 +339,10 @@ def merge(*, run_uri: str, params: MergeParams) -> Manifest:
         shard_params.append(shard.params)
         for name, path in TABLES.items():
             if path in shard.manifest.files:
-                parts[name].append(pd.read_parquet(io.BytesIO(shard.read_bytes(path))))
+                parts[name].append(shard.read_table(path))
     out = StageOutput(run_uri, params.name)
     for name, frames in parts.items():
-        out.write_bytes(TABLES[name], _table_bytes(pd.concat(frames, ignore_index=True)))
+        out.write_table(TABLES[name], pd.concat(frames, ignore_index=True))
     merged_index = pd.concat(parts["series_index"], ignore_index=True)
     metrics = {"studies": int(merged_index["study_id"].nunique()), "stacks": len(merged_index), "shards": params.shard_count}
     return out.commit(params={**params.to_dict(), "shards": shard_params}, metrics=metrics)

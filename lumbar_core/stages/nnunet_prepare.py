@@ -55,8 +55,8 @@ def _cases(disc: StageInput, cases: pd.DataFrame, copies: dict[str, int]):
 def run(*, run_uri: str, params: NnunetPrepareParams) -> Manifest:
     """Write, plan and preprocess both nnU-Net datasets."""
     disc = StageInput.open(run_uri, "disc-label")
-    balanced = pd.read_parquet(io.BytesIO(StageInput.open(run_uri, "balance").read_bytes("balanced.parquet")))
-    all_cases = pd.read_parquet(io.BytesIO(disc.read_bytes("cases.parquet")))
+    balanced = StageInput.open(run_uri, "balance").read_table("balanced.parquet")
+    all_cases = disc.read_table("cases.parquet")
     copies = dict(zip(balanced["case_id"], balanced["multiplicity"].astype(int)))
     out = StageOutput(run_uri, STAGE)
     summary = {}

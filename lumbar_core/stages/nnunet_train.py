@@ -106,7 +106,6 @@ def _fit_tau(trainer, splits_file: Path, run_uri: str, family: str) -> tuple[flo
     import io
 
     import numpy as np
-    import pandas as pd
 
     from lumbar_core.calibration import fit_tau
     from lumbar_core.nnunet.predict import level_distribution, load_predictor, predict_slice
@@ -115,8 +114,8 @@ def _fit_tau(trainer, splits_file: Path, run_uri: str, family: str) -> tuple[flo
     val_keys = json.loads(splits_file.read_text())[0]["val"]
     val_cases = sorted({k.rsplit("_c", 1)[0] for k in val_keys})
     disc = StageInput.open(run_uri, "disc-label")
-    regions = pd.read_parquet(io.BytesIO(disc.read_bytes("regions.parquet"))).rename(columns={"class": "cls"})
-    cases = pd.read_parquet(io.BytesIO(disc.read_bytes("cases.parquet"))).set_index("case_id")
+    regions = disc.read_table("regions.parquet").rename(columns={"class": "cls"})
+    cases = disc.read_table("cases.parquet").set_index("case_id")
     prior = prior_from_json(StageInput.open(run_uri, "balance").read_json("prior.json"))
     radius_px = float(disc.params["radius_mm"]) / float(disc.params["spacing_mm"])
     predictor = load_predictor(Path(trainer.output_folder_base))

@@ -23,7 +23,6 @@ moderate, severe, source: nnunet | densenet | prior), ``levels.parquet``, ``prob
 
 from __future__ import annotations
 
-import io
 import tempfile
 import time
 from collections import defaultdict
@@ -236,9 +235,7 @@ def run(*, run_uri: str, params: PredictParams) -> Manifest:
         ("levels.parquet", pd.DataFrame(level_rows)),
         ("problems.parquet", pd.DataFrame(problems, columns=["study_id", "kind", "message"])),
     ):
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        out.write_bytes(name, buffer.getvalue())
+        out.write_table(name, frame)
     per_study = {k: v / max(1, len(studies)) for k, v in timing.items()}
     out.write_json("timing.json", {"seconds_per_study": per_study, "studies": len(studies)})
     sources = predictions["source"].value_counts().to_dict()

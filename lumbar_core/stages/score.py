@@ -135,7 +135,7 @@ def _overlays(models_uri: str) -> list[str]:
 def run(*, run_uri: str, params: ScoreParams) -> Manifest:
     """Write the submission, the metrics and the report."""
     predict = StageInput.open(run_uri, "predict")
-    predictions = pd.read_parquet(io.BytesIO(predict.read_bytes("predictions.parquet")))
+    predictions = predict.read_table("predictions.parquet")
     models_uri = params.models_uri or run_uri
     prior = prior_from_json(StageInput.open(models_uri, "balance").read_json("prior.json"))
     row_ids = [vocab.row_id(s, c, lv) for s, c, lv in zip(predictions["study_id"], predictions["condition"], predictions["level"])]

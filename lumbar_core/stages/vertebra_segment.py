@@ -163,9 +163,7 @@ def run(*, run_uri: str, params: VertebraSegmentParams) -> Manifest:
         ("stack_levels.parquet", pd.DataFrame(stack_rows)),
         ("problems.parquet", pd.DataFrame(problems, columns=["study_id", "kind", "message"])),
     ):
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        out.write_bytes(name, buffer.getvalue())
+        out.write_table(name, frame)
     localisation = localisation_error(levels, coords)
     out.write_json("localisation.json", localisation)
     if overlay is not None:
