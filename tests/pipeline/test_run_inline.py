@@ -174,3 +174,33 @@ def test_fitted_weights_are_recorded_and_used(trained):
     for family in ("spinal", "foraminal"):
         assert 0.0 <= report[family]["tau"] <= 1.5 and report[family]["tau_regions"] > 0
     assert 0.0 <= StageInput.open(run, "densenet-train").manifest.metrics["tau"] <= 1.5
+
+
+def test_nnunet_training_resumes_from_its_checkpoint(trained, monkeypatch, tmp_path):
+    import shutil
+
+    from lumbar_core.nnunet.trainer import LumbarTrainer
+
+    run = str(tmp_path / "copy")
+    shutil.copytree(trained[0], run)  # leave the shared run as it is
+    params = nnunet_train.NnunetTrainParams(epochs=2, iterations=2, val_iterations=1, families=("spinal",), allow_missing=True)
+    real_end = LumbarTrainer.on_epoch_end
+    epochs_started = []
+
+    def preempted_after_first_epoch(self):
+        real_end(self)  # nnU-Net saves checkpoint_latest.pth, the callback copies it to the store
+        if self.current_epoch >= 1 and not epochs_started:
+            raise KeyboardInterrupt("node preempted")
+
+    monkeypatch.setattr(LumbarTrainer, "on_epoch_end", preempted_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        nnunet_train.run(run_uri=run, params=params)
+    assert store.exists(store.join(run, "nnunet-train", "_work", "spinal", "checkpoint_latest.pth"))
+    monkeypatch.setattr(LumbarTrainer, "on_epoch_end", real_end)
+    real_start = LumbarTrainer.on_epoch_start
+    monkeypatch.setattr(LumbarTrainer, "on_epoch_start", lambda self: epochs_started.append(self.current_epoch) or real_start(self))
+    nnunet_train.run(run_uri=run, params=params)
+    assert epochs_started == [1], "the rerun trained only the epoch that was left"
+    history = StageInput.open(run, "nnunet-train").read_json("training.json")["families"]["spinal"]["pseudo_dice"]
+    assert len(history) == 2
+    assert not store.exists(store.join(run, "nnunet-train", "_work", "spinal", "checkpoint_latest.pth"))
