@@ -29,6 +29,7 @@ from lumbar_core import vocab
 from lumbar_core.ingested import IngestedData, save_volume
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.params import Params
+from lumbar_core.plots import figure, png_bytes
 from lumbar_core.sagittal import canonical_of_stack, resample_slice
 from lumbar_core.spider import DISC
 
@@ -172,20 +173,11 @@ def run(*, run_uri: str, params: DiscLabelParams) -> Manifest:
 
 
 def _overlay(previews: list[tuple[str, np.ndarray, np.ndarray]]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, max(1, len(previews)), figsize=(3.2 * max(1, len(previews)), 3.6))
-    for ax, (case_id, image, label) in zip(np.atleast_1d(axes), previews):
-        ax.imshow(image, cmap="gray")
-        ax.imshow(np.ma.masked_equal(label, 0), cmap="tab20", alpha=0.6, vmin=0, vmax=16)
-        ax.set_title(case_id, fontsize=7)
-        ax.axis("off")
-    fig.suptitle("disc-label: regions coloured by (level, severity) class", fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    return buffer.getvalue()
+    with figure(1, max(1, len(previews)), figsize=(3.2 * max(1, len(previews)), 3.6)) as (fig, axes):
+        for ax, (case_id, image, label) in zip(np.atleast_1d(axes), previews):
+            ax.imshow(image, cmap="gray")
+            ax.imshow(np.ma.masked_equal(label, 0), cmap="tab20", alpha=0.6, vmin=0, vmax=16)
+            ax.set_title(case_id, fontsize=7)
+            ax.axis("off")
+        fig.suptitle("disc-label: regions coloured by (level, severity) class", fontsize=9)
+        return png_bytes(fig)

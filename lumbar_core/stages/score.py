@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +23,7 @@ from lumbar_core import vocab
 from lumbar_core.ingested import IngestedData
 from lumbar_core.manifest import Manifest, ManifestError, StageInput, StageOutput
 from lumbar_core.params import Params
+from lumbar_core.plots import figure, png_bytes
 from lumbar_core.prior import prior_from_json, prior_submission
 from lumbar_core.score import TERMS, ScoreTable, score
 from lumbar_core.submission import make_submission, validate_submission
@@ -47,22 +47,17 @@ class ScoreParams(Params):
 
 
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return base64.b64encode(png_bytes(fig)).decode()
 
 
 def confusion_figure(truth: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> str:
     """Confusion matrices (truth x argmax) per condition group, as a base64 PNG."""
-    import matplotlib
+    with figure(1, 3, figsize=(11, 3.4)) as (fig, axes):
+        _draw_confusion(axes, truth, probs, groups)
+        return _png(fig)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+def _draw_confusion(axes, truth: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> None:
     for ax, group in zip(axes, vocab.GROUPS):
         m = groups == group
         matrix = np.zeros((3, 3), dtype=int)
@@ -77,17 +72,16 @@ def confusion_figure(truth: np.ndarray, probs: np.ndarray, groups: np.ndarray) -
         ax.set_xlabel("predicted")
         ax.set_ylabel("truth")
         ax.set_title(group)
-    return _png(fig)
 
 
 def calibration_figure(truth: np.ndarray, probs: np.ndarray, groups: np.ndarray, bins: int = 5) -> str:
     """Reliability diagrams (predicted probability vs observed frequency, each severity) per group."""
-    import matplotlib
+    with figure(1, 3, figsize=(11, 3.4)) as (fig, axes):
+        _draw_calibration(axes, truth, probs, groups, bins)
+        return _png(fig)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+def _draw_calibration(axes, truth: np.ndarray, probs: np.ndarray, groups: np.ndarray, bins: int) -> None:
     edges = np.linspace(0, 1, bins + 1)
     for ax, group in zip(axes, vocab.GROUPS):
         m = groups == group
@@ -102,7 +96,6 @@ def calibration_figure(truth: np.ndarray, probs: np.ndarray, groups: np.ndarray,
         ax.set_ylabel("observed frequency")
         ax.set_title(group)
         ax.legend(fontsize=7)
-    return _png(fig)
 
 
 def _table_html(model: ScoreTable | None, prior: ScoreTable | None) -> str:

@@ -19,7 +19,6 @@ missing.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +31,7 @@ from lumbar_core.levels import check_order, combine_series, level_centres, segme
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.models.unet import load_model
 from lumbar_core.params import Params
+from lumbar_core.plots import figure, png_bytes
 from lumbar_core.spider import CANAL
 
 STAGE = "vertebra-segment"
@@ -107,16 +107,15 @@ def _stack_rows(data: IngestedData, study: int, levels: pd.DataFrame) -> list[di
 
 
 def _overlay_png(volume: Volume, mask: np.ndarray, centres: dict, title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     k = int(np.argmax((mask == CANAL).sum(axis=(1, 2))))
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
-    axes[0].imshow(volume.pixels[k], cmap="gray")
-    axes[1].imshow(volume.pixels[k], cmap="gray")
-    axes[1].imshow(np.ma.masked_equal(mask[k], 0), cmap="tab10", alpha=0.45, vmin=0, vmax=9)
+    with figure(1, 2, figsize=(8, 4.3)) as (fig, axes):
+        return _draw_overlay(fig, axes, volume, mask[k], volume.pixels[k], centres, title)
+
+
+def _draw_overlay(fig, axes, volume: Volume, mask: np.ndarray, image: np.ndarray, centres: dict, title: str) -> bytes:
+    axes[0].imshow(image, cmap="gray")
+    axes[1].imshow(image, cmap="gray")
+    axes[1].imshow(np.ma.masked_equal(mask, 0), cmap="tab10", alpha=0.45, vmin=0, vmax=9)
     for level, c in centres.items():
         x, y, _, _ = volume.geometry.world_to_pixel(c["disc"])
         axes[1].plot(x, y, "r+", ms=8)
@@ -124,11 +123,7 @@ def _overlay_png(volume: Volume, mask: np.ndarray, centres: dict, title: str) ->
     for ax in axes:
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(fig)
 
 
 def run(*, run_uri: str, params: VertebraSegmentParams) -> Manifest:
