@@ -169,7 +169,9 @@ def test_fit_tau_finds_no_signal_and_real_signal():
 
 
 def test_fitted_weights_are_recorded_and_used(trained):
-    run, _, _, _ = trained
+    run, metrics, _, _ = trained
+    # a barely trained model (CI's few iterations) earns little weight: the score stays near the prior's
+    assert metrics["score"] <= 1.15 * metrics["prior"]["score"]
     report = StageInput.open(run, "nnunet-train").read_json("training.json")["families"]
     for family in ("spinal", "foraminal"):
         assert 0.0 <= report[family]["tau"] <= 1.5 and report[family]["tau_regions"] > 0
