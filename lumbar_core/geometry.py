@@ -29,7 +29,7 @@ def rotation(rx_deg: float = 0.0, ry_deg: float = 0.0, rz_deg: float = 0.0) -> n
     return rz @ ry @ rx
 
 
-def _to_world(origin: np.ndarray, x, y, g: Plane | StackGeometry) -> np.ndarray:
+def _to_world(origin: np.ndarray, x, y, g: _Placed) -> np.ndarray:
     """``origin + x * col_spacing * row_dir + y * row_spacing * col_dir`` with broadcasting."""
     x = np.asarray(x, dtype=float)[..., None]
     y = np.asarray(y, dtype=float)[..., None]
@@ -37,11 +37,12 @@ def _to_world(origin: np.ndarray, x, y, g: Plane | StackGeometry) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Plane:
-    """One image's placement: IPP (3,), row and column direction cosines, spacing, size.
+class _Placed:
+    """Orientation, spacing and size shared by a single image and a stack of parallel images.
 
     Attributes:
-        ipp: world position of the centre of pixel (row 0, column 0), mm.
+        ipp: world position of the centre of pixel (row 0, column 0), mm: (3,) for an image,
+            (n, 3) for a stack (one per slice, in spatial order).
         row_dir: unit vector of increasing column index (IOP[:3]).
         col_dir: unit vector of increasing row index (IOP[3:]).
         row_spacing: distance between rows, mm (PixelSpacing[0]).
@@ -62,6 +63,11 @@ class Plane:
     def normal(self) -> np.ndarray:
         """Unit normal, row_dir x col_dir."""
         return unit(np.cross(self.row_dir, self.col_dir))
+
+
+@dataclass(frozen=True)
+class Plane(_Placed):
+    """One image's placement (``ipp`` of shape (3,))."""
 
     @property
     def iop(self) -> list[float]:
@@ -111,21 +117,8 @@ def in_plane_axes(normal: np.ndarray, row_hint: np.ndarray) -> tuple[np.ndarray,
 
 
 @dataclass(frozen=True)
-class StackGeometry:
+class StackGeometry(_Placed):
     """A stack of parallel images: each slice's IPP (n, 3), shared orientation, spacing and size."""
-
-    ipp: np.ndarray
-    row_dir: np.ndarray
-    col_dir: np.ndarray
-    row_spacing: float
-    col_spacing: float
-    rows: int
-    cols: int
-
-    @property
-    def normal(self) -> np.ndarray:
-        """Unit normal, row_dir x col_dir."""
-        return unit(np.cross(self.row_dir, self.col_dir))
 
     @property
     def positions(self) -> np.ndarray:

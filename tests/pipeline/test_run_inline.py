@@ -206,3 +206,21 @@ def test_nnunet_training_resumes_from_its_checkpoint(trained, monkeypatch, tmp_p
     history = StageInput.open(run, "nnunet-train").read_json("training.json")["families"]["spinal"]["pseudo_dice"]
     assert len(history) == 2
     assert not store.exists(store.join(run, "nnunet-train", "_work", "spinal", "checkpoint_latest.pth"))
+
+
+def test_a_submission_for_unlabelled_test_studies(trained, phantom, tmp_path):
+    import shutil
+
+    from lumbar_core.stages import ingest, score
+
+    run = str(tmp_path / "copy")
+    shutil.copytree(trained[0], run)
+    ingest.run(data_uri=str(phantom), run_uri=run, params=ingest.IngestParams(split="test", name="ingest-test", workers=1))
+    predict.run(run_uri=run, params=predict.PredictParams(ingest_stage="ingest-test"))
+    score.run(run_uri=run, params=score.ScoreParams(ingest_stage="ingest-test"))
+    submission = pd.read_csv(store.join(run, "score", "submission.csv"))
+    sample = pd.read_csv(phantom / "sample_submission.csv")
+    assert sorted(submission["row_id"]) == sorted(sample["row_id"])
+    metrics = store.read_json(store.join(run, "score", "metrics.json"))
+    assert "score" not in metrics and metrics["labelled_rows"] == 0
+    assert "No labels for these studies" in store.read_text(store.join(run, "score", "report.html"))
