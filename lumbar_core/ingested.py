@@ -93,6 +93,31 @@ class IngestedData:
         """Problems found while ingesting."""
         return self.table("problems")
 
+    @cached_property
+    def slices(self) -> pd.DataFrame:
+        """Every image's stack, spatial slice index, instance and IPP."""
+        return self.table("slices")
+
+    def geometry(self, study_id: int, series_id: int, stack: int = 0) -> StackGeometry:
+        """A stack's geometry from the tables alone (no pixels read)."""
+        index = self.index
+        row = index[(index["study_id"] == study_id) & (index["series_id"] == series_id) & (index["stack"] == stack)]
+        if row.empty:
+            raise KeyError(f"no ingested stack {stack} of study {study_id} series {series_id}")
+        row = row.iloc[0]
+        sl = self.slices
+        sl = sl[(sl["study_id"] == study_id) & (sl["series_id"] == series_id) & (sl["stack"] == stack)].sort_values("slice")
+        affine = np.asarray(row["affine"], dtype=float).reshape(4, 4)
+        return StackGeometry(
+            sl[["ipp_x", "ipp_y", "ipp_z"]].to_numpy(),
+            affine[:3, 0] / float(row["col_spacing"]),
+            affine[:3, 1] / float(row["row_spacing"]),
+            float(row["row_spacing"]),
+            float(row["col_spacing"]),
+            int(row["rows"]),
+            int(row["cols"]),
+        )
+
     def volume(self, study_id: int, series_id: int, stack: int = 0) -> Volume:
         """The volume of one stack."""
         rows = self.index[(self.index["study_id"] == study_id) & (self.index["series_id"] == series_id) & (self.index["stack"] == stack)]

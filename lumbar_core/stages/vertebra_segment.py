@@ -85,7 +85,7 @@ def _stack_rows(data: IngestedData, study: int, levels: pd.DataFrame) -> list[di
     index = data.index[data.index["study_id"] == study]
     found = levels[(levels["study_id"] == study) & (levels["source"] != "missing")]
     for stack in index.itertuples():
-        geometry = data.volume(study, stack.series_id, stack.stack).geometry
+        geometry = data.geometry(study, stack.series_id, stack.stack)
         for lv in found.itertuples():
             for point in ("disc", "canal"):
                 world = np.array([getattr(lv, f"{point}_{a}") for a in "xyz"])

@@ -124,3 +124,13 @@ def test_foraminal_slices_are_on_their_side(data):
         for row in rows[rows["condition"].str.contains("foraminal")].itertuples():
             side = side_of_midline(np.array([row.world_x, row.world_y, row.world_z]), midline)
             assert row.condition.startswith(side), (study, level, row.condition)
+
+
+def test_geometry_from_tables_matches_the_volume(data):
+    for row in data.index.iloc[::7].itertuples():
+        from_tables = data.geometry(row.study_id, row.series_id, row.stack)
+        from_volume = data.volume(row.study_id, row.series_id, row.stack).geometry
+        np.testing.assert_allclose(from_tables.ipp, from_volume.ipp, atol=1e-6)
+        np.testing.assert_allclose(from_tables.row_dir, from_volume.row_dir, atol=1e-6)
+        np.testing.assert_allclose(from_tables.col_dir, from_volume.col_dir, atol=1e-6)
+        assert (from_tables.rows, from_tables.cols) == (from_volume.rows, from_volume.cols)
