@@ -41,7 +41,7 @@ demo: venv ## synthetic dataset, the whole pipeline (train, predict the validati
 	$(VENV)/bin/lumbar run --data $(DATA) --run $(RUN) --profile tiny --runner inline
 	@echo "dataset: $(DATA)   preview: $(RUN)/phantom_preview.png"
 
-bench: venv ## benchmarks: print speed figures (not part of make test)
+bench: venv ## benchmarks: speed and quality figures (not part of make test; about 35 minutes)
 	$(PY) bench/ingest_throughput.py --studies 3
 	$(PY) bench/vertebra.py
 	$(PY) bench/predict_speed.py
