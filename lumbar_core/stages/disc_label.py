@@ -67,12 +67,12 @@ class DiscLabelParams(Params):
     neighbour_slices: float = 1.5
 
 
-def _mask_slice(segment: StageInput, study: int, series: int, stack: int, k: int) -> np.ndarray | None:
+def _mask_volume(segment: StageInput, study: int, series: int, stack: int) -> np.ndarray | None:
     path = f"masks/{study}/{series}_{stack}.npz"
     if path not in segment.manifest.files:
         return None
     with np.load(io.BytesIO(segment.read_bytes(path))) as z:
-        return z["mask"][k]
+        return z["mask"]
 
 
 def label_slice(
@@ -105,11 +105,15 @@ def run(*, run_uri: str, params: DiscLabelParams) -> Manifest:
     severity = labels.set_index(["study_id", "condition", "level"])["severity"].to_dict()
     out = StageOutput(run_uri, STAGE)
     cases, regions, previews = [], [], []
+    loaded: dict[tuple[int, int, int], tuple] = {}  # the stack in hand: groups come sorted by stack
     for family, (_series_type, conditions) in FAMILIES.items():
         fam = coords[coords["condition"].isin(conditions)]
         groups = list(fam.groupby(["study_id", "series_id", "stack", "slice", "condition"]))
         for (study, series, stack, k, condition), _rows in tqdm(groups, desc=f"disc-label {family}", unit="slice"):
-            volume = data.volume(study, series, stack)
+            if (study, series, stack) not in loaded:
+                loaded.clear()
+                loaded[(study, series, stack)] = (data.volume(study, series, stack), _mask_volume(segment, study, series, stack))
+            volume, masks = loaded[(study, series, stack)]
             g = volume.geometry
             plane = g.plane(k)
             slice_spacing = float(np.median(np.diff(g.positions))) if len(g.positions) > 1 else 1.0
@@ -124,7 +128,7 @@ def run(*, run_uri: str, params: DiscLabelParams) -> Manifest:
                     points.append((row.level, int(sev), world))
             if not points:
                 continue
-            disc_mask = _mask_slice(segment, study, series, stack, k)
+            disc_mask = masks[k] if masks is not None else None
             label = label_slice(volume.pixels[k].shape, plane, points, disc_mask, params)
             canon = canonical_of_stack(g.row_dir, g.col_dir, g.normal, (slice_spacing, g.row_spacing, g.col_spacing))
             image = canon.apply(volume.pixels[k : k + 1].astype(np.float32))[0]

@@ -3,7 +3,6 @@
 import io
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from lumbar_core import vocab
@@ -14,7 +13,7 @@ from lumbar_core.stages.disc_label import class_of, level_severity_of
 
 
 def _table(run, stage, name):
-    return pd.read_parquet(io.BytesIO(StageInput.open(run, stage).read_bytes(name)))
+    return StageInput.open(run, stage).read_table(name)
 
 
 def test_class_encoding_round_trips():

@@ -16,7 +16,7 @@ from lumbar_core.stages.vertebra_train import dice_per_class, split_patients
 
 
 def _table(run, stage, name):
-    return pd.read_parquet(io.BytesIO(StageInput.open(run, stage).read_bytes(name)))
+    return StageInput.open(run, stage).read_table(name)
 
 
 def _atlas_dice(spider, params):
