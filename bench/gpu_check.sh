@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
-# Check and time the GPU paths: the tiny pipeline on a CUDA machine (e.g. the device tool's H100),
-# printing each stage's time and where it ran. Run from the repository root:
-#   bash bench/gpu_check.sh            (uses .venv/bin/python, or PYTHON=... for another interpreter)
-# It needs torch with CUDA and the project's requirements importable; nothing is downloaded.
+# Check and time the GPU paths on a CUDA machine (e.g. the device tool's H100/H200): the quality
+# benchmark (tiny image profile, phantom seed 3) with a GPU training budget, then where each training
+# stage ran, each stage's seconds and predict's seconds per study. Run from the repository root:
+#   bash bench/gpu_check.sh [--studies 60] [--set stage.key=value ...]
+# PYTHON picks the interpreter (default .venv/bin/python); WORK the working folder; LOG the log file.
+# Nothing is downloaded.
 set -euo pipefail
 PYTHON=${PYTHON:-.venv/bin/python}
-OUT=${OUT:-/tmp/lumbar-gpu-check}
+WORK=${WORK:-/tmp/lumbar-gpu-check}
+LOG=${LOG:-$WORK.log}
 export PYTHONPATH=${PYTHONPATH:-}:$(pwd)
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 "$PYTHON" - <<'PY'
+import os
 import torch
 assert torch.cuda.is_available(), "no CUDA device: this check is for a GPU machine"
-print("device:", torch.cuda.get_device_name(0), "| torch", torch.__version__, "| bf16:", torch.cuda.is_bf16_supported())
+print("device:", torch.cuda.get_device_name(0), "| torch", torch.__version__, "| bf16:", torch.cuda.is_bf16_supported(), "| cpus:", os.cpu_count())
 PY
-rm -rf "$OUT"
-"$PYTHON" -m lumbar_core.cli synth --out "$OUT/data" --studies 24 --test-studies 0 --profile tiny --seed 0
-"$PYTHON" -m lumbar_core.cli run --data "$OUT/data" --run "$OUT/run" --profile tiny --runner inline 2>&1 \
-  | grep -E '^\[(run |done)\]|^(term|spinal|foraminal|subarticular|any_severe|score|report)' | tee "$OUT/timing.txt"
-"$PYTHON" - "$OUT/run" <<'PY'
+# A GPU budget: nnU-Net (the slowest learner on the CPU) gets 4x the CPU benchmark's iterations.
+"$PYTHON" bench/quality.py --run "$WORK/quality" \
+  --set nnunet-train.epochs=30 --set nnunet-train.iterations=80 --set nnunet-train.val_iterations=10 \
+  --set vertebra-train.epochs=20 --set densenet-train.epochs=30 "$@" 2>&1 | tee "$LOG"
+"$PYTHON" - "$WORK/quality/run" <<'PY'
 import json, sys
 from lumbar_core.manifest import StageInput
 run = sys.argv[1]

@@ -4,7 +4,9 @@ A phantom with a fixed seed, the tiny image profile with longer training (about 
 2-core CPU), the validation split of `lumbar run`; prints each term for the model and the prior and
 the relative improvement. Target (issue): at least 30% better than the prior.
 
-    .venv/bin/python bench/quality.py [--studies 60] [--run runs/quality]
+    .venv/bin/python bench/quality.py [--studies 60] [--run runs/quality] [--set stage.key=value ...]
+
+``--set`` overrides the longer-training settings below (bench/gpu_check.sh uses it for a GPU budget).
 """
 
 from __future__ import annotations
@@ -32,12 +34,19 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=60)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--run", default="runs/quality")
+    parser.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="override a setting")
     args = parser.parse_args()
+    overrides = dict(LONGER)
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: expected STAGE.KEY=VALUE")
+        overrides[key] = value
     data = Path(args.run) / "data"
     started = time.perf_counter()
     if not (data / "train.csv").exists():
         generate(data, studies=args.studies, profile=get_profile("tiny"), seed=args.seed, spider_cases=12)
-    profile = pipeline.apply_overrides(pipeline.load_profile("tiny"), dict(LONGER))
+    profile = pipeline.apply_overrides(pipeline.load_profile("tiny"), overrides)
     metrics = pipeline.run_inline(str(data), str(Path(args.run) / "run"), profile)
     minutes = (time.perf_counter() - started) / 60
     prior = metrics["prior"]
