@@ -92,11 +92,30 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kfp_layer(module: str):
+    """The KFP layer (``pipelines/``), imported only by the verbs that need it: the library imports no kfp."""
+    import importlib
+
+    return importlib.import_module(f"pipelines.{module}")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from lumbar_core import pipeline
 
-    profile = pipeline.apply_overrides(pipeline.load_profile(args.profile), _parse_sets(args.set))
-    metrics = pipeline.run_inline(args.data, args.run, profile, spider_uri=args.spider, force=args.force)
+    overrides = _parse_sets(args.set)
+    profile = pipeline.apply_overrides(pipeline.load_profile(args.profile), dict(overrides))
+    if args.runner == "inline":
+        metrics = pipeline.run_inline(args.data, args.run, profile, spider_uri=args.spider, force=args.force)
+    else:
+        metrics = _kfp_layer("local").run_local(
+            args.data,
+            args.run,
+            profile=args.profile,
+            overrides=overrides,
+            spider_uri=args.spider,
+            ingest_shards=args.ingest_shards,
+            predict_shards=args.predict_shards,
+        )
     _print_metrics(metrics)
     print(f"report: {args.run}/score/report.html   submission: {args.run}/score/submission.csv")
     return 0
@@ -168,10 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset root in the Kaggle layout (path or URI), with spider/ unless --spider")
     p.add_argument("--run", required=True, help="the run prefix (path, file:// or s3://)")
     p.add_argument("--profile", default="tiny", help="tiny or realistic (lumbar_core/profiles)")
-    p.add_argument("--runner", default="inline", choices=["inline"], help="inline: every stage in this process")
+    p.add_argument(
+        "--runner",
+        default="kfp-local",
+        choices=["kfp-local", "inline"],
+        help="kfp-local: the compiled pipeline through kfp.local (default); inline: every stage in this process (debugging)",
+    )
+    p.add_argument("--ingest-shards", type=int, default=2, help="kfp-local: parallel ingest tasks per study set (default 2)")
+    p.add_argument("--predict-shards", type=int, default=2, help="kfp-local: parallel predict tasks (default 2)")
     p.add_argument("--spider", default=None, help="SPIDER-format folder (default: DATA/spider)")
     p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="override a profile setting (repeatable)")
-    p.add_argument("--force", action="store_true", help="rerun every stage even if committed with the same parameters")
+    p.add_argument("--force", action="store_true", help="inline: rerun every stage even if committed with the same parameters")
     p.set_defaults(func=_cmd_run)
     return parser
 

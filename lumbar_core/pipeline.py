@@ -70,16 +70,25 @@ class Step:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def plan(data_uri: str, run_uri: str, profile: dict[str, Any], *, spider_uri: str | None = None) -> list[Step]:
-    """The ordered stage calls of a training run."""
-    labels = pd.read_csv(store.bytes_io(store.join(data_uri, "train.csv")), usecols=["study_id"])
+def training_split(data_uri: str, profile: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """The training and validation studies of ``{data}/train.csv`` under the profile's ``run`` settings."""
+    where = store.join(data_uri, "train.csv")
+    labels = pd.read_csv(store.bytes_io(where))
+    if "study_id" not in labels.columns:
+        raise ValueError(f"{where}: no 'study_id' column")
     train, val = split_studies(
         sorted(labels["study_id"].astype(int).unique()),
         float(profile["run"].get("validation_fraction", 0.25)),
         int(profile["run"].get("seed", 0)),
     )
     if not train or not val:
-        raise ValueError(f"{data_uri}/train.csv has {len(labels)} studies: need at least two to split into training and validation")
+        raise ValueError(f"{where} has {len(labels)} studies: need at least two to split into training and validation")
+    return train, val
+
+
+def plan(data_uri: str, run_uri: str, profile: dict[str, Any], *, spider_uri: str | None = None) -> list[Step]:
+    """The ordered stage calls of a training run."""
+    train, val = training_split(data_uri, profile)
     s = profile["stages"]
     data = {"data_uri": data_uri}
     return [

@@ -67,6 +67,7 @@ STAGES: dict[str, StageSpec] = {
         "densenet-train", densenet_train.run, densenet_train.DensenetTrainParams, "gpu", "axial DenseNet for subarticular stenosis"
     ),
     "predict": StageSpec("predict", predict.run, predict.PredictParams, "gpu", "severity probabilities for ingested studies"),
+    "predict-merge": StageSpec("predict-merge", predict.merge, predict.MergeParams, "cpu", "combine predict shards into one predict stage"),
     "score": StageSpec("score", score.run, score.ScoreParams, "cpu", "submission.csv, score table, report.html"),
 }
 

@@ -332,6 +332,8 @@ class MergeParams(Params):
 
 def merge(*, run_uri: str, params: MergeParams) -> Manifest:
     """Combine ``ingest-shard-*`` stages into one ``ingest`` stage (tables; volumes stay in the shards)."""
+    if params.shard_count <= 1:  # one shard wrote the stage itself
+        return StageInput.open(run_uri, params.name).manifest
     parts: dict[str, list[pd.DataFrame]] = defaultdict(list)
     shard_params = []
     for i in range(params.shard_count):

@@ -16,6 +16,9 @@ and balance's prior. For each study:
 Model outputs are combined with the training prior as evidence (``nnunet_tau``, ``densenet_tau``):
 calibrated probabilities, not raw softmax.
 
+With ``shard_count`` > 1 a task predicts every ``shard_count``-th study (sorted, from ``shard_index``)
+into ``{run}/{name}-shard-{i}/``, and ``predict-merge`` combines the shards into ``{run}/{name}/``.
+
 Writes under ``{run}/predict/``: ``predictions.parquet`` (study_id, condition, level, normal_mild,
 moderate, severe, source: nnunet | densenet | prior), ``levels.parquet``, ``problems.parquet`` and
 ``timing.json`` (seconds per study by step).
@@ -65,6 +68,9 @@ class PredictParams(Params):
             likelihood ratio: the distribution is prior x p ** tau (0 = prior only).
         densenet_tau: exponent of the DenseNet's evidence (None: the value densenet-train fitted). Its
             loss weighted classes (1, 2, 4) on natural frequencies, so the evidence is p / (w x prior).
+        shard_index: this shard's number, 0-based.
+        shard_count: shards in all; studies (sorted) are dealt round-robin to shards.
+        name: the stage written (``{name}`` for one shard, ``{name}-shard-{i}`` for one of several).
     """
 
     ingest_stage: str = "ingest"
@@ -74,6 +80,27 @@ class PredictParams(Params):
     batch_size: int = 16
     nnunet_tau: float | None = None
     densenet_tau: float | None = None
+    shard_index: int = 0
+    shard_count: int = 1
+    name: str = STAGE
+
+
+@dataclass(frozen=True)
+class MergeParams(Params):
+    """Parameters of predict-merge: how many shards of which predict stage to combine."""
+
+    shard_count: int = 1
+    name: str = STAGE
+
+
+TABLES = ("predictions.parquet", "levels.parquet", "problems.parquet")
+
+
+def stage_name(name: str, shard_index: int, shard_count: int) -> str:
+    """``{name}`` for a whole run, ``{name}-shard-{i}`` for one shard of several."""
+    if not 0 <= shard_index < max(1, shard_count):
+        raise ValueError(f"shard_index {shard_index} is outside 0..{shard_count - 1}")
+    return name if shard_count == 1 else f"{name}-shard-{shard_index}"
 
 
 class _Models:
@@ -203,10 +230,10 @@ def run(*, run_uri: str, params: PredictParams) -> Manifest:
     """Predict every study of ``ingest_stage``; a study that fails is reported and predicted from the prior."""
     data = IngestedData.open(run_uri, params.ingest_stage)
     models_uri = params.models_uri or run_uri
-    out = StageOutput(run_uri, STAGE)
+    out = StageOutput(run_uri, stage_name(params.name, params.shard_index, params.shard_count))
     rows, level_rows, problems = [], [], []
     timing: dict[str, float] = defaultdict(float)
-    studies = sorted(data.index["study_id"].unique())
+    studies = sorted(data.index["study_id"].unique())[params.shard_index :: max(1, params.shard_count)]
     with tempfile.TemporaryDirectory(prefix="lumbar-predict-") as tmp:
         models = _Models(models_uri, Path(tmp))
         for study in tqdm(studies, desc="predict", unit="study"):
@@ -230,14 +257,30 @@ def run(*, run_uri: str, params: PredictParams) -> Manifest:
             level_rows += lv
             problems += pr
     predictions = pd.DataFrame(rows, columns=COLUMNS)
-    for name, frame in (
-        ("predictions.parquet", predictions),
-        ("levels.parquet", pd.DataFrame(level_rows)),
-        ("problems.parquet", pd.DataFrame(problems, columns=["study_id", "kind", "message"])),
-    ):
-        out.write_table(name, frame)
+    frames = (predictions, pd.DataFrame(level_rows), pd.DataFrame(problems, columns=["study_id", "kind", "message"]))
     per_study = {k: v / max(1, len(studies)) for k, v in timing.items()}
-    out.write_json("timing.json", {"seconds_per_study": per_study, "studies": len(studies)})
+    return _commit(out, frames, per_study, len(studies), params={**params.to_dict(), "models_uri": models_uri})
+
+
+def _commit(out: StageOutput, frames, per_study: dict[str, float], studies: int, *, params: dict) -> Manifest:
+    predictions, _, problems = frames
+    for name, frame in zip(TABLES, frames):
+        out.write_table(name, frame)
+    out.write_json("timing.json", {"seconds_per_study": per_study, "studies": studies})
     sources = predictions["source"].value_counts().to_dict()
-    metrics = {"studies": len(studies), **{f"rows_{k}": int(v) for k, v in sources.items()}, "problems": len(problems)}
-    return out.commit(params={**params.to_dict(), "models_uri": models_uri}, metrics=metrics)
+    metrics = {"studies": studies, **{f"rows_{k}": int(v) for k, v in sources.items()}, "problems": len(problems)}
+    return out.commit(params=params, metrics=metrics)
+
+
+def merge(*, run_uri: str, params: MergeParams) -> Manifest:
+    """Combine ``{name}-shard-*`` stages into one ``{name}`` stage (one shard: that stage as it is)."""
+    if params.shard_count <= 1:
+        return StageInput.open(run_uri, params.name).manifest
+    shards = [StageInput.open(run_uri, stage_name(params.name, i, params.shard_count)) for i in range(params.shard_count)]
+    frames = tuple(pd.concat([s.read_table(t) for s in shards], ignore_index=True) for t in TABLES)
+    timings = [s.read_json("timing.json") for s in shards]
+    studies = sum(t["studies"] for t in timings)
+    steps = sorted({k for t in timings for k in t["seconds_per_study"]})
+    per_study = {k: sum(t["seconds_per_study"].get(k, 0.0) * t["studies"] for t in timings) / max(1, studies) for k in steps}
+    out = StageOutput(run_uri, params.name)
+    return _commit(out, frames, per_study, studies, params={**params.to_dict(), "shards": [s.params for s in shards]})

@@ -7,7 +7,8 @@ Writes under ``{run}/score/`` (and publishes to ``{run}/score/`` itself): ``subm
 per study, rows normalised, the (1, 2, 4) reweighting on unless ``reweight`` is false),
 ``metrics.json`` (the four terms and the score on the labelled studies, and beside them the same for
 the (1, 2, 4)-reweighted prior of the training studies) and ``report.html`` (score table, confusion
-matrices, calibration plots, prediction sources, localisation and segmentation overlays).
+matrices, calibration plots, prediction sources, localisation and segmentation overlays), and where
+there are labels ``confusion.json`` (true x predicted severity over every labelled row, for UIs).
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ def _draw_confusion(axes, truth: np.ndarray, probs: np.ndarray, groups: np.ndarr
         ax.set_title(group)
 
 
+def pooled_confusion(truth: np.ndarray, probs: np.ndarray) -> dict:
+    """Counts of (true severity, argmax severity) over every labelled row: ``categories`` and ``matrix``."""
+    k = len(vocab.SEVERITY_COLUMNS)
+    matrix = np.zeros((k, k), dtype=int)
+    np.add.at(matrix, (truth.astype(int), probs.argmax(axis=1)), 1)
+    return {"categories": list(vocab.SEVERITY_COLUMNS), "matrix": matrix.tolist()}
+
+
 def calibration_figure(truth: np.ndarray, probs: np.ndarray, groups: np.ndarray, bins: int = 5) -> str:
     """Reliability diagrams (predicted probability vs observed frequency, each severity) per group."""
     with figure(1, 3, figsize=(11, 3.4)) as (fig, axes):
@@ -138,7 +147,7 @@ def run(*, run_uri: str, params: ScoreParams) -> Manifest:
     validate_submission(submission, study_ids=studies)
     labels = IngestedData.open(run_uri, params.ingest_stage).table("labels")
     labels = labels[labels["study_id"].isin(studies)] if not labels.empty else labels
-    model_table = prior_table_score = None
+    model_table = prior_table_score = confusion = None
     metrics: dict = {"studies": len(studies), "labelled_rows": len(labels)}
     sections = []
     if not labels.empty:
@@ -154,6 +163,7 @@ def run(*, run_uri: str, params: ScoreParams) -> Manifest:
             "<h2>Confusion matrices (argmax of the unweighted probabilities)</h2>"
             + f"<img src='data:image/png;base64,{confusion_figure(truth, p, groups)}'>"
         )
+        confusion = pooled_confusion(truth, p)
         sections.append("<h2>Calibration</h2>" + f"<img src='data:image/png;base64,{calibration_figure(truth, p, groups)}'>")
     sources = predictions.groupby(["condition", "source"]).size().unstack(fill_value=0)
     metrics["sources"] = {str(k): int(v) for k, v in predictions["source"].value_counts().items()}
@@ -177,6 +187,8 @@ def run(*, run_uri: str, params: ScoreParams) -> Manifest:
     out = StageOutput(run_uri, STAGE)
     out.write_text("submission.csv", submission.to_csv(index=False, float_format="%.6g"))
     out.write_json("metrics.json", metrics)
+    if confusion is not None:
+        out.write_json("confusion.json", confusion)
     out.write_text("report.html", report)
     manifest = out.commit(
         params={**params.to_dict(), "models_uri": models_uri}, metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)}

@@ -1,0 +1,56 @@
+"""Run the compiled training pipeline on this machine through kfp.local's SubprocessRunner.
+
+The pipeline is compiled to YAML and loaded back, so what runs is the file a cluster would get
+(kfp.local ignores the Kubernetes settings and the images: every task runs as a subprocess of this
+Python). Stages read and write the store exactly as on a cluster (a path, file:// or s3://).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from kfp import components, local
+
+from lumbar_core import store
+from lumbar_core.manifest import stage_uri
+from pipelines.build import build_train
+from pipelines.compile import compile_pipeline
+from pipelines.images import default_images
+
+
+def local_pipeline_root(run_uri: str) -> str:
+    """Where kfp.local keeps task outputs and logs: ``{run}/_kfp`` for a local run, else ``runs/_kfp-local``."""
+    if run_uri.startswith("s3://"):
+        return str(Path("runs/_kfp-local").resolve())
+    return str(Path(run_uri.removeprefix("file://")).resolve() / "_kfp")
+
+
+def run_local(
+    data_uri: str,
+    run_uri: str,
+    *,
+    profile: str,
+    overrides: dict[str, Any] | None = None,
+    spider_uri: str | None = None,
+    ingest_shards: int = 2,
+    predict_shards: int = 2,
+    pipeline_root: str | None = None,
+) -> dict:
+    """Run the train pipeline locally; returns ``{run}/score/metrics.json``."""
+    with tempfile.TemporaryDirectory(prefix="lumbar-compile-") as tmp:
+        # No retries here: a local failure is a bug to see at once, not a preempted node.
+        path = compile_pipeline(build_train(default_images(), profile=profile, retries=0), Path(tmp) / "train.yaml")
+        train = components.load_component_from_file(str(path))
+    local.init(local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root or local_pipeline_root(run_uri), raise_on_error=True)
+    train(
+        data_uri=data_uri,
+        run_uri=run_uri,
+        spider_uri=spider_uri or "",
+        profile=profile,
+        overrides={k: str(v) for k, v in (overrides or {}).items()},
+        ingest_shards=ingest_shards,
+        predict_shards=predict_shards,
+    )
+    return store.read_json(store.join(stage_uri(run_uri, "score"), "metrics.json"))
