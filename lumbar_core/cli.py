@@ -121,6 +121,52 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _images(args: argparse.Namespace):
+    images = _kfp_layer("images")
+    defaults = images.default_images(registry=args.registry)
+    return images.Images(cpu=args.cpu_image or defaults.cpu, gpu=args.gpu_image or defaults.gpu)
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    paths = _kfp_layer("compile").compile_all(args.out, _images(args), s3_secret=args.s3_secret, profile=args.profile, stage=args.stage)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    submit = _kfp_layer("submit")
+    run = submit.submit(
+        args.host,
+        images=_images(args),
+        pipeline=args.pipeline,
+        stage=args.stage,
+        arguments=submit.parse_arguments(args.arg),
+        experiment=args.experiment,
+        run_name=args.run_name,
+        pipeline_root=args.pipeline_root,
+        enable_caching=not args.no_cache,
+        namespace=args.namespace,
+        token=args.token,
+        s3_secret=args.s3_secret,
+        profile=args.profile,
+        wait=args.wait,
+        timeout_s=args.timeout,
+        poll_s=args.poll,
+    )
+    print(f"run {run.run_id}: {run.state}   {run.url}")
+    return 0 if run.state in ("SUBMITTED", "SUCCEEDED") else 1
+
+
+def _add_image_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--registry", default="ghcr.io/lumbar-spine/lumbar", help="image repository; tags are {version}-cpu / -gpu")
+    p.add_argument("--cpu-image", default=None, help="image of the CPU stages (pinned tag; default REGISTRY:VERSION-cpu)")
+    p.add_argument("--gpu-image", default=None, help="image of the GPU stages (pinned tag; default REGISTRY:VERSION-gpu)")
+    p.add_argument("--s3-secret", default="lumbar-s3", help="Kubernetes Secret holding the S3 credentials (default lumbar-s3)")
+    p.add_argument("--profile", default="realistic", help="the pipelines' default profile parameter (default realistic)")
+    p.add_argument("--stage", default=None, help="a one-task pipeline that reruns this stage on a run's store prefix")
+
+
 def _print_metrics(metrics: dict) -> None:
     from lumbar_core.score import TERMS
 
@@ -199,6 +245,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="override a profile setting (repeatable)")
     p.add_argument("--force", action="store_true", help="inline: rerun every stage even if committed with the same parameters")
     p.set_defaults(func=_cmd_run)
+
+    p = verbs.add_parser("compile", help="compile the train and inference pipelines to YAML (for a cluster)")
+    p.add_argument("--out", default="dist", help="output folder (default dist): train.yaml, inference.yaml")
+    _add_image_flags(p)
+    p.set_defaults(func=_cmd_compile)
+
+    p = verbs.add_parser("submit", help="compile and submit a pipeline (or one stage) to a KFP cluster")
+    p.add_argument("--host", required=True, help="the KFP API endpoint, e.g. http://localhost:8080")
+    p.add_argument("--pipeline", default="train", choices=["train", "inference"], help="which pipeline (default train)")
+    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="a pipeline argument; JSON values allowed")
+    p.add_argument("--experiment", default="lumbar", help="experiment name (created if missing)")
+    p.add_argument("--run-name", default=None, help="run name (default lumbar-PIPELINE)")
+    p.add_argument("--pipeline-root", default=None, help="where KFP keeps task outputs (default: the cluster's kfp-launcher setting)")
+    p.add_argument("--no-cache", action="store_true", help="run every task even if KFP has a cached result")
+    p.add_argument("--namespace", default=None, help="Kubernetes namespace (multi-user clusters)")
+    p.add_argument("--token", default=None, help="bearer token for the KFP API")
+    p.add_argument("--wait", action="store_true", help="follow the run until it ends; exit status 1 unless it succeeded")
+    p.add_argument("--timeout", type=int, default=24 * 3600, help="--wait: give up after this many seconds")
+    p.add_argument("--poll", type=float, default=10.0, help="--wait: seconds between status checks")
+    _add_image_flags(p)
+    p.set_defaults(func=_cmd_submit)
     return parser
 
 

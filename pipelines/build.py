@@ -92,11 +92,11 @@ def build_train(images: Images, *, s3_secret: str = DEFAULT_S3_SECRET, profile: 
         run_uri: str,
         spider_uri: str = "",
         profile: str = profile,
-        overrides: dict = {},  # noqa: B006 - a KFP parameter default, never mutated
+        overrides: dict = {},
         ingest_shards: int = 2,
         predict_shards: int = 2,
-        gpu_node_selector: dict = DEFAULT_GPU_NODE_SELECTOR,
-        gpu_toleration: dict = DEFAULT_GPU_TOLERATION,
+        gpu_node_selector: dict = dict(DEFAULT_GPU_NODE_SELECTOR),
+        gpu_toleration: dict = dict(DEFAULT_GPU_TOLERATION),
     ):
         t.placement = Placement(gpu_node_selector, gpu_toleration)
         common = {"run_uri": run_uri, "profile": profile, "overrides": overrides}
@@ -151,11 +151,11 @@ def build_inference(images: Images, *, s3_secret: str = DEFAULT_S3_SECRET, profi
         models_uri: str,
         split: str = "test",
         profile: str = profile,
-        overrides: dict = {},  # noqa: B006 - a KFP parameter default, never mutated
+        overrides: dict = {},
         ingest_shards: int = 2,
         predict_shards: int = 2,
-        gpu_node_selector: dict = DEFAULT_GPU_NODE_SELECTOR,
-        gpu_toleration: dict = DEFAULT_GPU_TOLERATION,
+        gpu_node_selector: dict = dict(DEFAULT_GPU_NODE_SELECTOR),
+        gpu_toleration: dict = dict(DEFAULT_GPU_TOLERATION),
     ):
         t.placement = Placement(gpu_node_selector, gpu_toleration)
         common = {"run_uri": run_uri, "profile": profile, "overrides": overrides}
@@ -189,9 +189,11 @@ def build_stage(
     if gpu:
         params += [
             inspect.Parameter(
-                "gpu_node_selector", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=DEFAULT_GPU_NODE_SELECTOR, annotation=dict
+                "gpu_node_selector", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=dict(DEFAULT_GPU_NODE_SELECTOR), annotation=dict
             ),
-            inspect.Parameter("gpu_toleration", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=DEFAULT_GPU_TOLERATION, annotation=dict),
+            inspect.Parameter(
+                "gpu_toleration", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=dict(DEFAULT_GPU_TOLERATION), annotation=dict
+            ),
         ]
     required = [p for p in params if p.default is inspect.Parameter.empty]
     optional = [p for p in params if p.default is not inspect.Parameter.empty]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -20,6 +22,7 @@ def compile_pipeline(func, path: str | Path) -> Path:
         tmp_path = Path(tmp.name)
     try:
         compiler.Compiler().compile(func, str(tmp_path))
+        tmp_path.write_text(_canonical_header(tmp_path.read_text()))
         umask = os.umask(0)
         os.umask(umask)
         tmp_path.chmod(0o666 & ~umask)
@@ -27,6 +30,29 @@ def compile_pipeline(func, path: str | Path) -> Path:
     finally:
         tmp_path.unlink(missing_ok=True)
     return path
+
+
+_DEFAULT = re.compile(r"\[Default: (\{.*\})\]$")
+
+
+def _sorted(value):
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+def _canonical_header(text: str) -> str:
+    """The compiler's header comment prints dict defaults in an order that varies between processes; sort them."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not line.startswith("#"):
+            break
+        match = _DEFAULT.search(line)
+        if match:
+            lines[i] = line[: match.start(1)] + repr(_sorted(ast.literal_eval(match.group(1)))) + "]"
+    return "\n".join(lines)
 
 
 def compile_all(

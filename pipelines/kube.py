@@ -33,7 +33,8 @@ RESOURCES: dict[str, tuple[str, str]] = {
 }
 GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
-DEFAULT_GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+# Keys in sorted order: the compiler sorts defaults it has seen, and compiled files must be byte-stable.
+DEFAULT_GPU_TOLERATION = {"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}
 SHM_SIZE = "16Gi"
 # The Secret's keys become these environment variables (boto3 and lumbar_core.settings read them).
 S3_SECRET_KEYS = {
