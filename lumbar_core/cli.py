@@ -115,6 +115,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             spider_uri=args.spider,
             ingest_shards=args.ingest_shards,
             predict_shards=args.predict_shards,
+            pipeline_root=args.pipeline_root,
         )
     _print_metrics(metrics)
     print(f"report: {args.run}/score/report.html   submission: {args.run}/score/submission.csv")
@@ -241,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ingest-shards", type=int, default=2, help="kfp-local: parallel ingest tasks per study set (default 2)")
     p.add_argument("--predict-shards", type=int, default=2, help="kfp-local: parallel predict tasks (default 2)")
+    p.add_argument("--pipeline-root", default=None, help="kfp-local: folder for KFP's task outputs (default RUN/_kfp, or runs/_kfp-local)")
     p.add_argument("--spider", default=None, help="SPIDER-format folder (default: DATA/spider)")
     p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="override a profile setting (repeatable)")
     p.add_argument("--force", action="store_true", help="inline: rerun every stage even if committed with the same parameters")
