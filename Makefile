@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 DATA ?= data/phantom
 RUN ?= runs/demo
 PYTEST_ARGS ?=
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+REGISTRY ?= ghcr.io/lumbar-spine/lumbar
+HOST ?= http://localhost:8888
+SUBMIT_ARGS ?=
 
 .DEFAULT_GOAL := help
 
@@ -41,6 +45,22 @@ demo: venv ## synthetic dataset, the whole pipeline (train, predict the validati
 	$(VENV)/bin/lumbar run --data $(DATA) --run $(RUN) --profile tiny
 	@echo "dataset: $(DATA)   preview: $(RUN)/phantom_preview.png"
 
+compile: venv ## compile the pipelines to dist/train.yaml and dist/inference.yaml (images REGISTRY:VERSION-cpu/-gpu)
+	$(VENV)/bin/lumbar compile --out dist --registry $(REGISTRY)
+
+images: ## build the cpu and gpu images (needs Docker): REGISTRY:VERSION-cpu and -gpu
+	docker build -f images/cpu.Dockerfile --build-arg VERSION=$(VERSION) -t $(REGISTRY):$(VERSION)-cpu .
+	docker build -f images/gpu.Dockerfile --build-arg VERSION=$(VERSION) -t $(REGISTRY):$(VERSION)-gpu .
+
+kind-up: images ## local kind cluster with KFP, the images loaded and a fake GPU node (needs Docker, kind, kubectl)
+	CLUSTER=lumbar REGISTRY=$(REGISTRY) VERSION=$(VERSION) scripts/kind_up.sh
+
+kind-down: ## delete the local kind cluster
+	kind delete cluster --name lumbar
+
+submit: venv ## submit the train pipeline: make submit HOST=http://... SUBMIT_ARGS="--arg data_uri=s3://... --arg run_uri=s3://... --wait"
+	$(VENV)/bin/lumbar submit --host $(HOST) --registry $(REGISTRY) $(SUBMIT_ARGS)
+
 bench: venv ## benchmarks: speed and quality figures (not part of make test; about 35 minutes)
 	$(PY) bench/ingest_throughput.py --studies 3
 	$(PY) bench/vertebra.py
@@ -54,4 +74,4 @@ format: venv ## apply ruff's formatting and safe fixes
 clean: ## remove generated data, runs and build outputs (keeps .venv)
 	rm -rf runs data dist build *.egg-info .pytest_cache .ruff_cache
 
-.PHONY: help venv lock lint test demo bench format clean
+.PHONY: help venv lock lint test demo compile images kind-up kind-down submit bench format clean
