@@ -105,6 +105,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     overrides = _parse_sets(args.set)
     profile = pipeline.apply_overrides(pipeline.load_profile(args.profile), dict(overrides))
     if args.runner == "inline":
+        if args.pipeline != "train":
+            raise ValueError("--runner inline runs the train pipeline only; use the default kfp-local runner for inference")
         metrics = pipeline.run_inline(args.data, args.run, profile, spider_uri=args.spider, force=args.force)
     else:
         metrics = _kfp_layer("local").run_local(
@@ -116,6 +118,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             ingest_shards=args.ingest_shards,
             predict_shards=args.predict_shards,
             pipeline_root=args.pipeline_root,
+            pipeline=args.pipeline,
+            models_uri=args.models,
+            split=args.split,
         )
     _print_metrics(metrics)
     print(f"report: {args.run}/score/report.html   submission: {args.run}/score/submission.csv")
@@ -171,6 +176,9 @@ def _add_image_flags(p: argparse.ArgumentParser) -> None:
 def _print_metrics(metrics: dict) -> None:
     from lumbar_core.score import TERMS
 
+    if not any(term in metrics for term in TERMS):
+        print(f"{metrics.get('studies', '?')} studies predicted; no labels for them, so no score")
+        return
     prior = metrics.get("prior", {})
     print(f"{'term':<20}{'model':>9}{'prior':>9}   ({metrics.get('studies', '?')} validation studies)")
     for term in (*TERMS, "score"):
@@ -230,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_stage_parsers(verbs)
 
-    p = verbs.add_parser("run", help="the whole training pipeline on a dataset: train, predict the validation studies, score")
+    p = verbs.add_parser("run", help="a whole pipeline on a dataset: train (then predict and score the validation studies), or inference")
     p.add_argument("--data", required=True, help="dataset root in the Kaggle layout (path or URI), with spider/ unless --spider")
     p.add_argument("--run", required=True, help="the run prefix (path, file:// or s3://)")
     p.add_argument("--profile", default="tiny", help="tiny or realistic (lumbar_core/profiles)")
@@ -240,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["kfp-local", "inline"],
         help="kfp-local: the compiled pipeline through kfp.local (default); inline: every stage in this process (debugging)",
     )
+    p.add_argument("--pipeline", default="train", choices=["train", "inference"], help="train (default) or inference (kfp-local)")
+    p.add_argument("--models", default=None, help="inference: the training run holding the models (path or URI)")
+    p.add_argument("--split", default="test", help="inference: which split of the dataset to predict (default test)")
     p.add_argument("--ingest-shards", type=int, default=2, help="kfp-local: parallel ingest tasks per study set (default 2)")
     p.add_argument("--predict-shards", type=int, default=2, help="kfp-local: parallel predict tasks (default 2)")
     p.add_argument("--pipeline-root", default=None, help="kfp-local: folder for KFP's task outputs (default RUN/_kfp, or runs/_kfp-local)")

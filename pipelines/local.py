@@ -1,4 +1,4 @@
-"""Run the compiled training pipeline on this machine through kfp.local's SubprocessRunner.
+"""Run a compiled pipeline (train or inference) on this machine through kfp.local's SubprocessRunner.
 
 The pipeline is compiled to YAML and loaded back, so what runs is the file a cluster would get
 (kfp.local ignores the Kubernetes settings and the images: every task runs as a subprocess of this
@@ -15,7 +15,7 @@ from kfp import components, local
 
 from lumbar_core import store
 from lumbar_core.manifest import stage_uri
-from pipelines.build import build_train
+from pipelines.build import BUILDERS
 from pipelines.compile import compile_pipeline
 from pipelines.images import default_images
 
@@ -37,20 +37,31 @@ def run_local(
     ingest_shards: int = 2,
     predict_shards: int = 2,
     pipeline_root: str | None = None,
+    pipeline: str = "train",
+    models_uri: str | None = None,
+    split: str = "test",
 ) -> dict:
-    """Run the train pipeline locally; returns ``{run}/score/metrics.json``."""
+    """Run the ``train`` (or ``inference``: ``models_uri`` and ``split``) pipeline locally; returns ``{run}/score/metrics.json``."""
+    if pipeline not in BUILDERS:
+        raise ValueError(f"unknown pipeline {pipeline!r}; valid: {', '.join(BUILDERS)}")
+    arguments: dict[str, Any] = {
+        "data_uri": data_uri,
+        "run_uri": run_uri,
+        "profile": profile,
+        "overrides": {k: str(v) for k, v in (overrides or {}).items()},
+        "ingest_shards": ingest_shards,
+        "predict_shards": predict_shards,
+    }
+    if pipeline == "train":
+        arguments["spider_uri"] = spider_uri or ""
+    else:
+        if not models_uri:
+            raise ValueError("the inference pipeline needs the training run holding the models (--models URI)")
+        arguments |= {"models_uri": models_uri, "split": split}
     with tempfile.TemporaryDirectory(prefix="lumbar-compile-") as tmp:
         # No retries here: a local failure is a bug to see at once, not a preempted node.
-        path = compile_pipeline(build_train(default_images(), profile=profile, retries=0), Path(tmp) / "train.yaml")
-        train = components.load_component_from_file(str(path))
+        func = BUILDERS[pipeline](default_images(), profile=profile, retries=0)
+        compiled = components.load_component_from_file(str(compile_pipeline(func, Path(tmp) / f"{pipeline}.yaml")))
     local.init(local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root or local_pipeline_root(run_uri), raise_on_error=True)
-    train(
-        data_uri=data_uri,
-        run_uri=run_uri,
-        spider_uri=spider_uri or "",
-        profile=profile,
-        overrides={k: str(v) for k, v in (overrides or {}).items()},
-        ingest_shards=ingest_shards,
-        predict_shards=predict_shards,
-    )
+    compiled(**arguments)
     return store.read_json(store.join(stage_uri(run_uri, "score"), "metrics.json"))

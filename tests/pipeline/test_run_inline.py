@@ -129,7 +129,7 @@ def test_a_broken_study_is_reported_and_predicted_from_the_prior(trained, monkey
 
 def test_rerun_skips_committed_stages_and_cli_prints_the_table(trained, phantom, capsys):
     run, _, _, _ = trained
-    args = ["run", "--data", str(phantom), "--run", run, "--profile", "tiny"]
+    args = ["run", "--data", str(phantom), "--run", run, "--profile", "tiny", "--runner", "inline"]
     for key, value in SHORT.items():
         args += ["--set", f"{key}={value}"]
     assert main(args) == 0

@@ -82,3 +82,19 @@ def test_kfp_ui_artifacts_are_written(kfp_run):
     executor_outputs = [json.loads(p.read_text()) for p in Path(root).rglob("executor_output.json")]
     logged = [a for out in executor_outputs for arts in out.get("artifacts", {}).values() for a in arts.get("artifacts", [])]
     assert any("score" in a.get("metadata", {}) for a in logged)
+
+
+def test_inference_pipeline_predicts_the_test_split_with_the_trained_models(kfp_run, phantom, tmp_path, capsys):
+    _, run, _ = kfp_run
+    data = run.replace("/runs/r1", "/data")
+    out = run.replace("/runs/r1", "/runs/r1-test")
+    args = ["run", "--pipeline", "inference", "--data", data, "--run", out, "--models", run, "--profile", "tiny"]
+    assert main([*args, "--pipeline-root", str(tmp_path), "--predict-shards", "1"]) == 0
+    assert "no labels for them" in capsys.readouterr().out
+    import pandas as pd
+
+    submission = pd.read_csv(store.bytes_io(store.join(out, "score", "submission.csv")))
+    validate_submission(submission)
+    test_studies = {int(p.name) for p in (Path(phantom) / "test_images").iterdir()}
+    assert {int(r.split("_")[0]) for r in submission["row_id"]} == test_studies
+    assert StageInput.open(out, "predict").params["models_uri"] == run

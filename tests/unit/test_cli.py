@@ -41,7 +41,7 @@ def test_score_table_and_errors(tmp_path, capsys):
 
 def test_help_lists_only_working_verbs():
     verbs = build_parser()._subparsers._group_actions[0].choices
-    assert set(verbs) == {"prior", "run", "score", "stage", "synth"}
+    assert set(verbs) == {"compile", "prior", "run", "score", "stage", "submit", "synth"}
     result = subprocess.run([sys.executable, "-m", "lumbar_core.cli", "--help"], capture_output=True, text=True, check=True)
     assert "score" in result.stdout
 
