@@ -160,7 +160,7 @@ def build_inference(images: Images, *, s3_secret: str = DEFAULT_S3_SECRET, profi
         t.placement = Placement(gpu_node_selector, gpu_toleration)
         common = {"run_uri": run_uri, "profile": profile, "overrides": overrides}
         ingested = _ingest(
-            t, data_uri=data_uri, common=common, split=split, studies=[], name="ingest", shards=ingest_shards, display=f"{split} studies"
+            t, data_uri=data_uri, common=common, split=split, studies=[], name="ingest", shards=ingest_shards, display="studies to predict"
         )
         _predict_and_score(t, common=common, ingest_stage="ingest", models_uri=models_uri, shards=predict_shards, after=[ref(ingested)])
 
