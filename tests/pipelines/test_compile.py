@@ -129,6 +129,8 @@ def test_every_stage_compiles_to_a_one_task_pipeline(tmp_path, stage):
     assert list(spec["root"]["dag"]["tasks"]) == [stage]
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert "run_uri" in params and "after" not in params
+    if "name" in params:  # ingest and ingest-merge: the ingest stage they write / combine
+        assert params["name"]["defaultValue"] == "ingest"
     gpu = STAGES[stage].node == "gpu"
     assert ("gpu_node_selector" in params) == gpu
     executor = next(iter(platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()))
