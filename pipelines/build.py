@@ -180,7 +180,15 @@ def build_stage(
     t = _Tasks(images, s3_secret, retries)
     component = COMPONENTS[stage]
     wanted = [p for p in inspect.signature(component.python_func).parameters.values() if p.name != "after" and _is_input(p)]
-    defaults = {"profile": profile, "overrides": {}, "models_uri": "", "spider_uri": "", "name": "ingest", "shard_index": 0, "shard_count": 1}
+    defaults = {
+        "profile": profile,
+        "overrides": {},
+        "models_uri": "",
+        "spider_uri": "",
+        "name": "ingest",
+        "shard_index": 0,
+        "shard_count": 1,
+    }
     defaults |= {"split": "train", "studies": [], "ingest_stage": "ingest"}
     params = [
         p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD, default=defaults.get(p.name, inspect.Parameter.empty)) for p in wanted

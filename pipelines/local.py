@@ -7,6 +7,7 @@ Python). Stages read and write the store exactly as on a cluster (a path, file:/
 
 from __future__ import annotations
 
+import builtins
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -63,5 +64,11 @@ def run_local(
         func = BUILDERS[pipeline](default_images(), profile=profile, retries=0)
         compiled = components.load_component_from_file(str(compile_pipeline(func, Path(tmp) / f"{pipeline}.yaml")))
     local.init(local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root or local_pipeline_root(run_uri), raise_on_error=True)
-    compiled(**arguments)
+    saved_print = builtins.print
+    try:
+        compiled(**arguments)
+    finally:
+        # kfp.local indents print() while a task runs by swapping builtins.print; its parallel loop
+        # iterations restore each other's wrappers, which can leave one installed.
+        builtins.print = saved_print
     return store.read_json(store.join(stage_uri(run_uri, "score"), "metrics.json"))
