@@ -1,6 +1,8 @@
 """Calibrated probabilities: model evidence combined with the prior, its weight fitted on held-out data.
 
-A model's output is turned into a likelihood ratio per severity (its "evidence"); the prediction is
+A model's output is turned into a likelihood ratio per severity (its "evidence"): a softmax divided
+by the class frequencies the model was trained on (nnU-Net: the severities of each level's regions in
+the balanced cases; the DenseNet: the (1, 2, 4) loss weights times the prior). The prediction is
 ``prior x evidence ** tau``, normalised. ``tau`` is fitted on held-out cases by the competition's
 (1, 2, 4)-weighted log loss: an untrained model gets tau near 0 (the prior), a good one near 1.
 """
@@ -18,6 +20,21 @@ def combine_with_prior(prior: np.ndarray, evidence: np.ndarray, tau: float) -> n
     """The prior times evidence ** tau, normalised along the last axis (shapes (..., 3))."""
     q = np.asarray(prior, dtype=float) * np.power(np.clip(np.asarray(evidence, dtype=float), 1e-6, None), tau)
     return q / q.sum(axis=-1, keepdims=True)
+
+
+def training_frequencies(classes, *, pseudo_count: float = 1.0) -> dict[tuple[str, str], np.ndarray]:
+    """Per (family, level), the severity frequencies among the regions nnU-Net trained on.
+
+    ``classes`` is balance's ``classes.parquet`` (family, level, severity, balanced = case copies
+    holding that class); absent classes get ``pseudo_count`` so no frequency is 0.
+    """
+    out: dict[tuple[str, str], np.ndarray] = {}
+    for (family, level), group in classes.groupby(["family", "level"]):
+        counts = np.full(len(vocab.SEVERITY_COLUMNS), pseudo_count, dtype=float)
+        for row in group.itertuples():
+            counts[int(row.severity)] += float(row.balanced)
+        out[(str(family), str(level))] = counts / counts.sum()
+    return out
 
 
 def weighted_loss(probs: np.ndarray, truth: np.ndarray) -> float:

@@ -93,7 +93,8 @@ def _train_family(work: Path, summary: dict, params: NnunetTrainParams, run_uri:
         store.download(checkpoint_uri, local)
         trainer.load_checkpoint(str(local))
     trainer.run_training()
-    tau, losses, cases = _fit_tau(trainer, work / "preprocessed" / name / "splits_final.json", run_uri, family)
+    frequencies = family_frequencies(run_uri, family)
+    tau, losses, cases = _fit_tau(trainer, work / "preprocessed" / name / "splits_final.json", run_uri, frequencies)
     history = trainer.pseudo_dice_history()
     names = [n for n, v in sorted(label_names().items(), key=lambda kv: kv[1]) if v > 0]
     last = history[-1] if history else []
@@ -108,11 +109,25 @@ def _train_family(work: Path, summary: dict, params: NnunetTrainParams, run_uri:
         "tau": tau,
         "tau_losses": losses,
         "tau_regions": cases,
+        "class_frequencies": {level: [round(float(v), 6) for v in q] for level, q in frequencies.items()},
     }
 
 
-def _fit_tau(trainer, splits_file: Path, run_uri: str, family: str) -> tuple[float, dict[str, float], int]:
-    """Fit the evidence weight of this family on its validation cases (see :mod:`lumbar_core.calibration`)."""
+def family_frequencies(run_uri: str, family: str) -> dict:
+    """Per level, the severity frequencies of this family's training regions (balance's classes.parquet)."""
+    from lumbar_core.calibration import training_frequencies
+
+    classes = StageInput.open(run_uri, "balance").read_table("classes.parquet")
+    return {level: q for (fam, level), q in training_frequencies(classes).items() if fam == family}
+
+
+def _fit_tau(trainer, splits_file: Path, run_uri: str, frequencies: dict) -> tuple[float, dict[str, float], int]:
+    """Fit the evidence weight of this family on its validation cases (see :mod:`lumbar_core.calibration`).
+
+    The evidence of a region is nnU-Net's severity distribution at its level divided by that level's
+    training frequencies (``frequencies``): the softmax of a model trained on those frequencies is a
+    posterior, and dividing them out leaves the likelihood ratio.
+    """
     import io
 
     import numpy as np
@@ -141,7 +156,7 @@ def _fit_tau(trainer, splits_file: Path, run_uri: str, family: str) -> tuple[flo
             dist = level_distribution(probs, row.level, (float(cols.mean()), float(rows.mean())), radius_px)
             if dist is not None:
                 priors.append(prior[(row.condition, row.level)])
-                evidence.append(dist)
+                evidence.append(dist / frequencies.get(row.level, 1.0))
                 truth.append(row.severity)
     if not truth:
         return 0.0, {}, 0

@@ -64,8 +64,8 @@ class PredictParams(Params):
         region_mm: radius around a level point used when nnU-Net predicts no pixel of that level.
         batch_size: U-Net slices per forward pass.
         nnunet_tau: exponent of nnU-Net's evidence (None: the value nnunet-train fitted on its
-            validation cases). nnU-Net learnt from class-balanced cases, so its softmax is a
-            likelihood ratio: the distribution is prior x p ** tau (0 = prior only).
+            validation cases). The evidence is nnU-Net's softmax divided by the severity frequencies
+            of that level's training regions; the distribution is prior x evidence ** tau (0 = prior only).
         densenet_tau: exponent of the DenseNet's evidence (None: the value densenet-train fitted). Its
             loss weighted classes (1, 2, 4) on natural frequencies, so the evidence is p / (w x prior).
         shard_index: this shard's number, 0-based.
@@ -116,6 +116,11 @@ class _Models:
         self.nnunet = {}
         self.spacing = {}
         self.nnunet_tau = {family: float(info.get("tau", 1.0)) for family, info in report.items()}
+        self.nnunet_frequencies = {
+            (family, level): np.asarray(q, dtype=float)
+            for family, info in report.items()
+            for level, q in info.get("class_frequencies", {}).items()
+        }
         from lumbar_core.nnunet.predict import load_predictor
 
         for family, info in report.items():
@@ -210,7 +215,7 @@ def predict_study(
             if source == "nnunet":
                 family = "spinal" if condition == "spinal_canal_stenosis" else "foraminal"
                 tau = params.nnunet_tau if params.nnunet_tau is not None else models.nnunet_tau[family]
-                dist = combine_with_prior(prior, dist, tau)
+                dist = combine_with_prior(prior, dist / models.nnunet_frequencies.get((family, level), 1.0), tau)
             elif source == "densenet":
                 tau = params.densenet_tau if params.densenet_tau is not None else float(models.densenet_config.get("tau", 1.0))
                 dist = combine_with_prior(prior, dist / (weights * prior), tau)
