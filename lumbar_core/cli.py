@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (LabelError, SubmissionError, StoreError, ManifestError, FileNotFoundError, KeyError, ValueError) as exc:
+    except (LabelError, SubmissionError, StoreError, ManifestError, FileNotFoundError, KeyError, ValueError, ConnectionError) as exc:
         print(f"lumbar {args.verb}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import kfp
 import yaml
+from urllib3.exceptions import MaxRetryError
 
 from pipelines.compile import compile_all
+from pipelines.images import Images
 
 FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
 
@@ -42,7 +44,7 @@ def parse_arguments(pairs: list[str]) -> dict[str, Any]:
 def submit(
     host: str,
     *,
-    images,
+    images: Images,
     pipeline: str = "train",
     stage: str | None = None,
     arguments: dict[str, Any] | None = None,
@@ -64,16 +66,19 @@ def submit(
         paths = compile_all(tmp, images, s3_secret=s3_secret, profile=profile, stage=stage)
         path = paths[0] if stage else Path(tmp) / f"{pipeline}.yaml"
         check_arguments(path, arguments or {})
-        client = kfp.Client(host=host, namespace=namespace or "kubeflow", existing_token=token)
-        result = client.create_run_from_pipeline_package(
-            str(path),
-            arguments=arguments or {},
-            run_name=run_name or f"lumbar-{stage or pipeline}",
-            experiment_name=experiment,
-            namespace=namespace,
-            pipeline_root=pipeline_root,
-            enable_caching=enable_caching,
-        )
+        try:
+            client = kfp.Client(host=host, namespace=namespace or "kubeflow", existing_token=token)
+            result = client.create_run_from_pipeline_package(
+                str(path),
+                arguments=arguments or {},
+                run_name=run_name or f"lumbar-{stage or pipeline}",
+                experiment_name=experiment,
+                namespace=namespace,
+                pipeline_root=pipeline_root,
+                enable_caching=enable_caching,
+            )
+        except MaxRetryError as exc:
+            raise ConnectionError(f"cannot reach the KFP API at {host}: {exc.reason}") from None
     url = f"{host.rstrip('/')}/#/runs/details/{result.run_id}"
     if not wait:
         return Submitted(result.run_id, url, "SUBMITTED")

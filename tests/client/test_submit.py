@@ -14,7 +14,8 @@ def _submit(server, *extra):
     return main(["submit", "--host", server.url, *ARGS, "--poll", "0.01", *extra])
 
 
-def test_submit_train_sends_the_compiled_pipeline_and_arguments():
+def test_submit_train_sends_the_compiled_pipeline_and_arguments(monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sentinel-secret-value")
     with KfpApiServer() as server:
         assert _submit(server, "--arg", 'overrides={"nnunet-train.epochs": 50}', "--arg", "predict_shards=4") == 0
         (run,) = server.posted("/runs")
@@ -32,7 +33,7 @@ def test_submit_train_sends_the_compiled_pipeline_and_arguments():
     }
     executors = run["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert executors["exec-nnunet-train"]["secretAsEnv"][0]["secretName"] == "lumbar-s3"
-    assert "testing" not in json.dumps(run)  # credentials of this process never travel
+    assert "sentinel-secret-value" not in json.dumps(run)  # credentials of this process never travel
     tasks = run["pipeline_spec"]["pipeline_spec"]["root"]["dag"]["tasks"]
     assert all(t["cachingOptions"]["enableCache"] for t in tasks.values())  # caching is on unless --no-cache
 
@@ -88,3 +89,13 @@ def test_bad_arguments_are_refused_before_sending(args, message, capsys):
         assert main(["submit", "--host", server.url, *args]) == 2
         assert not server.posted("/runs")
     assert message in capsys.readouterr().err
+
+
+def test_an_unreachable_host_is_a_clear_error(capsys):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert main(["submit", "--host", f"http://127.0.0.1:{port}", *ARGS]) == 2
+    assert f"cannot reach the KFP API at http://127.0.0.1:{port}" in capsys.readouterr().err
