@@ -103,6 +103,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from lumbar_core import pipeline
 
     overrides = _parse_sets(args.set)
+    # Resolved here for either runner, so an unknown profile or stage fails before anything starts.
     profile = pipeline.apply_overrides(pipeline.load_profile(args.profile), dict(overrides))
     if args.runner == "inline":
         if args.pipeline != "train":
@@ -129,12 +130,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _images(args: argparse.Namespace):
     images = _kfp_layer("images")
-    defaults = images.default_images(registry=args.registry)
+    defaults = images.default_images(**_given(registry=args.registry))
     return images.Images(cpu=args.cpu_image or defaults.cpu, gpu=args.gpu_image or defaults.gpu)
 
 
+def _given(**options):
+    """The options set on the command line; the rest keep the pipelines' own defaults."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def _cmd_compile(args: argparse.Namespace) -> int:
-    paths = _kfp_layer("compile").compile_all(args.out, _images(args), s3_secret=args.s3_secret, profile=args.profile, stage=args.stage)
+    options = _given(s3_secret=args.s3_secret, profile=args.profile)
+    paths = _kfp_layer("compile").compile_all(args.out, _images(args), stage=args.stage, **options)
     for path in paths:
         print(f"wrote {path}")
     return 0
@@ -154,22 +161,21 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         enable_caching=not args.no_cache,
         namespace=args.namespace,
         token=args.token,
-        s3_secret=args.s3_secret,
-        profile=args.profile,
         wait=args.wait,
         timeout_s=args.timeout,
         poll_s=args.poll,
+        **_given(s3_secret=args.s3_secret, profile=args.profile),
     )
     print(f"run {run.run_id}: {run.state}   {run.url}")
     return 0 if run.state in ("SUBMITTED", "SUCCEEDED") else 1
 
 
 def _add_image_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--registry", default="ghcr.io/lumbar-spine/lumbar", help="image repository; tags are {version}-cpu / -gpu")
+    p.add_argument("--registry", default=None, help="image repository (default ghcr.io/lumbar-spine/lumbar); tags {version}-cpu / -gpu")
     p.add_argument("--cpu-image", default=None, help="image of the CPU stages (pinned tag; default REGISTRY:VERSION-cpu)")
     p.add_argument("--gpu-image", default=None, help="image of the GPU stages (pinned tag; default REGISTRY:VERSION-gpu)")
-    p.add_argument("--s3-secret", default="lumbar-s3", help="Kubernetes Secret holding the S3 credentials (default lumbar-s3)")
-    p.add_argument("--profile", default="realistic", help="the pipelines' default profile parameter (default realistic)")
+    p.add_argument("--s3-secret", default=None, help="Kubernetes Secret holding the S3 credentials (default lumbar-s3)")
+    p.add_argument("--profile", default=None, help="the pipelines' default profile parameter (default realistic)")
     p.add_argument("--stage", default=None, help="a one-task pipeline that reruns this stage on a run's store prefix")
 
 

@@ -91,6 +91,13 @@ def stage_uri(run_uri: str, stage: str) -> str:
     return store.join(run_uri, stage)
 
 
+def shard_stage(name: str, shard_index: int, shard_count: int) -> str:
+    """The stage one shard writes: ``{name}`` when there is one shard, ``{name}-shard-{i}`` of several."""
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
+    return name if shard_count == 1 else f"{name}-shard-{shard_index}"
+
+
 def _new_attempt() -> str:
     now = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S")
     return f"attempt-{now}-{uuid.uuid4().hex[:8]}"

@@ -86,6 +86,11 @@ def training_split(data_uri: str, profile: dict[str, Any]) -> tuple[list[int], l
     return train, val
 
 
+def spider_root(data_uri: str, spider_uri: str | None) -> str:
+    """The SPIDER-format folder: ``spider_uri``, or ``{data_uri}/spider`` when not given."""
+    return spider_uri or store.join(data_uri, "spider")
+
+
 def plan(data_uri: str, run_uri: str, profile: dict[str, Any], *, spider_uri: str | None = None) -> list[Step]:
     """The ordered stage calls of a training run."""
     train, val = training_split(data_uri, profile)
@@ -94,7 +99,7 @@ def plan(data_uri: str, run_uri: str, profile: dict[str, Any], *, spider_uri: st
     return [
         Step("ingest", "ingest", data, {**s.get("ingest", {}), "studies": tuple(train), "name": "ingest"}),
         Step("ingest", VALIDATION_INGEST, data, {**s.get("ingest", {}), "studies": tuple(val), "name": VALIDATION_INGEST}),
-        Step("vertebra-train", "vertebra-train", {"spider_uri": spider_uri or store.join(data_uri, "spider")}, s.get("vertebra-train", {})),
+        Step("vertebra-train", "vertebra-train", {"spider_uri": spider_root(data_uri, spider_uri)}, s.get("vertebra-train", {})),
         Step("vertebra-segment", "vertebra-segment", {}, s.get("vertebra-segment", {})),
         Step("disc-label", "disc-label", {}, s.get("disc-label", {})),
         Step("balance", "balance", {}, s.get("balance", {})),

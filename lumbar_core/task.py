@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lumbar_core import pipeline, store
+from lumbar_core import pipeline
 from lumbar_core.manifest import Manifest, ManifestError, StageInput
 from lumbar_core.params import Params
 from lumbar_core.stages import get_stage
@@ -24,11 +24,10 @@ from lumbar_core.stages import get_stage
 
 @dataclass(frozen=True)
 class TaskResult:
-    """What a task hands on: the committed stage and its attempt, and the stage's metrics."""
+    """What a task hands on: the committed stage and its attempt."""
 
     stage: str
     attempt: str
-    metrics: dict[str, Any]
 
     @property
     def ref(self) -> str:
@@ -45,11 +44,6 @@ def training_split(data_uri: str, profile: str, overrides: Mapping[str, Any] | N
     """Training and validation studies of a dataset (plain ints), as ``lumbar run`` splits them."""
     training, validation = pipeline.training_split(data_uri, resolved_profile(profile, overrides))
     return [int(s) for s in training], [int(s) for s in validation]
-
-
-def spider_root(data_uri: str, spider_uri: str) -> str:
-    """The SPIDER-format folder: ``spider_uri``, or ``{data_uri}/spider`` when empty."""
-    return spider_uri or store.join(data_uri, "spider")
 
 
 def score_views(run_uri: str) -> tuple[str, dict[str, Any] | None]:
@@ -111,4 +105,4 @@ def run_task(
     if log_metric is not None:
         for key, value in numeric_metrics(manifest.metrics).items():
             log_metric(key, value)
-    return TaskResult(manifest.stage, manifest.attempt, dict(manifest.metrics))
+    return TaskResult(manifest.stage, manifest.attempt)

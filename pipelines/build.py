@@ -226,3 +226,11 @@ def _is_input(p: inspect.Parameter) -> bool:
 
 
 BUILDERS = {"train": build_train, "inference": build_inference}
+
+
+def get_builder(pipeline: str) -> Callable:
+    """The builder of ``train`` or ``inference``; another name lists the valid ones."""
+    try:
+        return BUILDERS[pipeline]
+    except KeyError:
+        raise ValueError(f"unknown pipeline {pipeline!r}; valid: {', '.join(BUILDERS)}") from None

@@ -16,7 +16,7 @@ from kfp import components, local
 
 from lumbar_core import store
 from lumbar_core.manifest import stage_uri
-from pipelines.build import BUILDERS
+from pipelines.build import get_builder
 from pipelines.compile import compile_pipeline
 from pipelines.images import default_images
 
@@ -43,8 +43,7 @@ def run_local(
     split: str = "test",
 ) -> dict:
     """Run the ``train`` (or ``inference``: ``models_uri`` and ``split``) pipeline locally; returns ``{run}/score/metrics.json``."""
-    if pipeline not in BUILDERS:
-        raise ValueError(f"unknown pipeline {pipeline!r}; valid: {', '.join(BUILDERS)}")
+    builder = get_builder(pipeline)
     arguments: dict[str, Any] = {
         "data_uri": data_uri,
         "run_uri": run_uri,
@@ -61,7 +60,7 @@ def run_local(
         arguments |= {"models_uri": models_uri, "split": split}
     with tempfile.TemporaryDirectory(prefix="lumbar-compile-") as tmp:
         # No retries here: a local failure is a bug to see at once, not a preempted node.
-        func = BUILDERS[pipeline](default_images(), profile=profile, retries=0)
+        func = builder(default_images(), profile=profile, retries=0)
         compiled = components.load_component_from_file(str(compile_pipeline(func, Path(tmp) / f"{pipeline}.yaml")))
     local.init(local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root or local_pipeline_root(run_uri), raise_on_error=True)
     saved_print = builtins.print

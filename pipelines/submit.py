@@ -12,10 +12,9 @@ import kfp
 import yaml
 from urllib3.exceptions import MaxRetryError
 
-from pipelines.compile import compile_all
+from pipelines.build import DEFAULT_PROFILE, DEFAULT_S3_SECRET, build_stage, get_builder
+from pipelines.compile import compile_pipeline
 from pipelines.images import Images
-
-FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
 
 
 @dataclass(frozen=True)
@@ -54,17 +53,19 @@ def submit(
     enable_caching: bool = True,
     namespace: str | None = None,
     token: str | None = None,
-    s3_secret: str = "lumbar-s3",
-    profile: str = "realistic",
+    s3_secret: str = DEFAULT_S3_SECRET,
+    profile: str = DEFAULT_PROFILE,
     wait: bool = False,
     timeout_s: int = 24 * 3600,
     poll_s: float = 10.0,
 ) -> Submitted:
     """Compile ``pipeline`` (or the one-task pipeline of ``stage``), create a run on ``host``; ``wait`` follows it."""
+    if stage:
+        func = build_stage(stage, images, s3_secret=s3_secret, profile=profile)
+    else:
+        func = get_builder(pipeline)(images, s3_secret=s3_secret, profile=profile)
     with tempfile.TemporaryDirectory(prefix="lumbar-submit-") as tmp:
-        check_pipeline_name(pipeline)
-        paths = compile_all(tmp, images, s3_secret=s3_secret, profile=profile, stage=stage)
-        path = paths[0] if stage else Path(tmp) / f"{pipeline}.yaml"
+        path = compile_pipeline(func, Path(tmp) / "pipeline.yaml")
         check_arguments(path, arguments or {})
         try:
             client = kfp.Client(host=host, namespace=namespace or "kubeflow", existing_token=token)
@@ -97,9 +98,3 @@ def check_arguments(path: Path, arguments: dict[str, Any]) -> None:
         raise ValueError(f"{name}: unknown argument(s) {', '.join(unknown)}; valid: {', '.join(sorted(inputs))}")
     if missing:
         raise ValueError(f"{name}: missing argument(s) {', '.join(missing)} (give them as --arg KEY=VALUE)")
-
-
-def check_pipeline_name(pipeline: str) -> None:
-    """``train`` or ``inference``; anything else lists the valid names."""
-    if pipeline not in ("train", "inference"):
-        raise ValueError(f"unknown pipeline {pipeline!r}; valid: train, inference")

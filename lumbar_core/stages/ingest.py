@@ -37,7 +37,7 @@ from lumbar_core import labels as labels_mod
 from lumbar_core import settings, store, vocab
 from lumbar_core.dicom import DicomReadError, SliceRecord, group_stacks, orientation_name, read_slice
 from lumbar_core.ingested import PROBLEM_COLUMNS, TABLES, save_volume
-from lumbar_core.manifest import FileEntry, Manifest, StageInput, StageOutput
+from lumbar_core.manifest import FileEntry, Manifest, StageInput, StageOutput, shard_stage
 from lumbar_core.params import Params
 
 STAGE = "ingest"
@@ -64,11 +64,6 @@ class IngestParams(Params):
     studies: tuple[int, ...] = ()
     compression: int = 1
     name: str = STAGE
-
-
-def stage_name(params: IngestParams) -> str:
-    """``{name}`` for a whole run, ``{name}-shard-{i}`` for one shard of several."""
-    return params.name if params.shard_count == 1 else f"{params.name}-shard-{params.shard_index}"
 
 
 @dataclass(frozen=True)
@@ -262,8 +257,7 @@ def run(*, data_uri: str, run_uri: str, params: IngestParams) -> Manifest:
     """Ingest one split (or one shard of it) of a dataset root into ``{run}/ingest``."""
     if params.split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {params.split!r}")
-    if not 0 <= params.shard_index < params.shard_count:
-        raise ValueError(f"shard_index must be in [0, {params.shard_count}), got {params.shard_index}")
+    stage = shard_stage(params.name, params.shard_index, params.shard_count)
     images = _list_images(data_uri, params.split)
     if not images:
         raise FileNotFoundError(f"no DICOM files under {store.join(data_uri, params.split + '_images')}/{{study}}/{{series}}/")
@@ -279,7 +273,7 @@ def run(*, data_uri: str, run_uri: str, params: IngestParams) -> Manifest:
     if params.studies:
         studies = [s for s in studies if s in set(params.studies)]
     studies = studies[params.shard_index :: params.shard_count]
-    out = StageOutput(run_uri, stage_name(params))
+    out = StageOutput(run_uri, stage)
     tasks = [
         _StudyTask(
             data_uri,
@@ -337,7 +331,7 @@ def merge(*, run_uri: str, params: MergeParams) -> Manifest:
     parts: dict[str, list[pd.DataFrame]] = defaultdict(list)
     shard_params = []
     for i in range(params.shard_count):
-        shard = StageInput.open(run_uri, f"{params.name}-shard-{i}")
+        shard = StageInput.open(run_uri, shard_stage(params.name, i, params.shard_count))
         shard_params.append(shard.params)
         for name, path in TABLES.items():
             if path in shard.manifest.files:

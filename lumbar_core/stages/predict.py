@@ -41,7 +41,7 @@ from lumbar_core.axial import level_crops
 from lumbar_core.calibration import combine_with_prior
 from lumbar_core.ingested import IngestedData, Volume
 from lumbar_core.levels import check_order, combine_series, level_centres, segment_stack, vertebra_centres
-from lumbar_core.manifest import Manifest, StageInput, StageOutput
+from lumbar_core.manifest import Manifest, StageInput, StageOutput, shard_stage
 from lumbar_core.models.densenet import load_densenet, predict_sides
 from lumbar_core.models.unet import load_model
 from lumbar_core.nnunet.predict import level_distribution
@@ -94,13 +94,6 @@ class MergeParams(Params):
 
 
 TABLES = ("predictions.parquet", "levels.parquet", "problems.parquet")
-
-
-def stage_name(name: str, shard_index: int, shard_count: int) -> str:
-    """``{name}`` for a whole run, ``{name}-shard-{i}`` for one shard of several."""
-    if not 0 <= shard_index < max(1, shard_count):
-        raise ValueError(f"shard_index {shard_index} is outside 0..{shard_count - 1}")
-    return name if shard_count == 1 else f"{name}-shard-{shard_index}"
 
 
 class _Models:
@@ -235,10 +228,10 @@ def run(*, run_uri: str, params: PredictParams) -> Manifest:
     """Predict every study of ``ingest_stage``; a study that fails is reported and predicted from the prior."""
     data = IngestedData.open(run_uri, params.ingest_stage)
     models_uri = params.models_uri or run_uri
-    out = StageOutput(run_uri, stage_name(params.name, params.shard_index, params.shard_count))
+    out = StageOutput(run_uri, shard_stage(params.name, params.shard_index, params.shard_count))
     rows, level_rows, problems = [], [], []
     timing: dict[str, float] = defaultdict(float)
-    studies = sorted(data.index["study_id"].unique())[params.shard_index :: max(1, params.shard_count)]
+    studies = sorted(data.index["study_id"].unique())[params.shard_index :: params.shard_count]
     with tempfile.TemporaryDirectory(prefix="lumbar-predict-") as tmp:
         models = _Models(models_uri, Path(tmp))
         for study in tqdm(studies, desc="predict", unit="study"):
@@ -281,7 +274,7 @@ def merge(*, run_uri: str, params: MergeParams) -> Manifest:
     """Combine ``{name}-shard-*`` stages into one ``{name}`` stage (one shard: that stage as it is)."""
     if params.shard_count <= 1:
         return StageInput.open(run_uri, params.name).manifest
-    shards = [StageInput.open(run_uri, stage_name(params.name, i, params.shard_count)) for i in range(params.shard_count)]
+    shards = [StageInput.open(run_uri, shard_stage(params.name, i, params.shard_count)) for i in range(params.shard_count)]
     frames = tuple(pd.concat([s.read_table(t) for s in shards], ignore_index=True) for t in TABLES)
     timings = [s.read_json("timing.json") for s in shards]
     studies = sum(t["studies"] for t in timings)

@@ -13,6 +13,7 @@ from lumbar_core import store
 from lumbar_core.cli import main
 from lumbar_core.manifest import StageInput
 from lumbar_core.submission import validate_submission
+from tests.pipeline.test_run_inline import STAGE_NAMES
 
 SHORT = {
     "vertebra-train.epochs": "3",
@@ -22,19 +23,6 @@ SHORT = {
     "densenet-train.epochs": "2",
     "ingest.workers": "1",
 }
-STAGES = [
-    "ingest",
-    "ingest-validation",
-    "vertebra-train",
-    "vertebra-segment",
-    "disc-label",
-    "balance",
-    "nnunet-prepare",
-    "nnunet-train",
-    "densenet-train",
-    "predict",
-    "score",
-]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +45,7 @@ def kfp_run(phantom, s3_server, tmp_path_factory):
 def test_the_pipeline_succeeds_and_every_stage_is_committed_on_s3(kfp_run):
     code, run, _ = kfp_run
     assert code == 0
-    for stage in [*STAGES, "ingest-shard-0", "ingest-shard-1", "predict-shard-0", "predict-shard-1"]:
+    for stage in [*STAGE_NAMES, "ingest-shard-0", "ingest-shard-1", "predict-shard-0", "predict-shard-1"]:
         assert StageInput.open(run, stage).manifest.stage == stage
     merged = StageInput.open(run, "predict")
     assert [s["shard_index"] for s in merged.params["shards"]] == [0, 1]
