@@ -45,7 +45,7 @@ def weighted_loss(probs: np.ndarray, truth: np.ndarray) -> float:
 
 
 def fit_tau(
-    priors: np.ndarray, evidence: np.ndarray, truth: np.ndarray, grid: tuple[float, ...] = TAU_GRID, pseudo_count: float = 100.0
+    priors: np.ndarray, evidence: np.ndarray, truth: np.ndarray, grid: tuple[float, ...] = TAU_GRID, pseudo_count: float = 20.0
 ) -> tuple[float, dict[str, float]]:
     """The weight of the evidence fitted on held-out (prior, evidence, truth), and the loss of every grid value.
 

@@ -55,17 +55,25 @@ def write_raw_dataset(root: Path, name: str, cases: Iterable[tuple[str, np.ndarr
     return n
 
 
-def splits(case_ids: list[str], copies: dict[str, int], val_fraction: float, seed: int) -> list[dict[str, list[str]]]:
-    """One train/val split by original case (all copies of a case on one side), as splits_final.json."""
+def splits(
+    case_ids: list[str], copies: dict[str, int], val_fraction: float, seed: int, groups: dict[str, object] | None = None
+) -> list[dict[str, list[str]]]:
+    """One train/val split as splits_final.json, by group (default: by case).
+
+    All copies of a case, and all cases of one group (the slices of one study), fall on one side,
+    so validation never sees a neighbour of a training image.
+    """
+    group_of = groups or {c: c for c in case_ids}
     rng = np.random.default_rng(seed)
-    order = list(rng.permutation(sorted(case_ids)))
+    order = list(rng.permutation(sorted({str(group_of[c]) for c in case_ids})))
     n_val = max(1, int(round(len(order) * val_fraction))) if len(order) > 1 else 0
-    val = set(order[:n_val])
+    val_groups = set(order[:n_val])
+    val = sorted(c for c in case_ids if str(group_of[c]) in val_groups)
 
     def keys(ids):
         return [f"{c}_c{k}" for c in sorted(ids) for k in range(copies[c])]
 
-    train_ids = [c for c in order if c not in val] or list(val)
+    train_ids = [c for c in case_ids if c not in set(val)] or val
     return [{"train": keys(train_ids), "val": keys(val) or keys(train_ids)}]
 
 

@@ -60,21 +60,21 @@ def predict_slice(predictor, image: np.ndarray, spacing: float) -> np.ndarray:
 def level_distribution(probs: np.ndarray, level: str, point_px: tuple[float, float], region_px: float) -> np.ndarray | None:
     """Severity distribution of one level from nnU-Net probabilities (classes, rows, cols).
 
-    Over the pixels predicted as this level: the mean softmax of its three classes. If nnU-Net
-    predicts no pixel of the level: over a disk around the level point, the mean softmax of each
-    severity summed over all levels (the severity is read even where the level is confused).
+    In the disk of ``region_px`` around the level point: over the pixels predicted as this level,
+    the mean softmax of its three classes; if none is, the mean softmax of each severity summed over
+    all levels (the severity is read even where the level is confused).
     """
     i = vocab.LEVELS.index(level)
+    rows, cols = np.mgrid[0 : probs.shape[1], 0 : probs.shape[2]]
+    disk = np.hypot(cols - point_px[0], rows - point_px[1]) <= region_px
+    if not disk.any():
+        return None
     predicted = probs.argmax(axis=0)
-    mask = (predicted >= 1 + 3 * i) & (predicted <= 3 + 3 * i)
+    mask = disk & (predicted >= 1 + 3 * i) & (predicted <= 3 + 3 * i)
     if mask.any():
         dist = probs[1 + 3 * i : 4 + 3 * i][:, mask].mean(axis=1)
     else:
-        rows, cols = np.mgrid[0 : probs.shape[1], 0 : probs.shape[2]]
-        mask = np.hypot(cols - point_px[0], rows - point_px[1]) <= region_px
-        if not mask.any():
-            return None
         per_severity = probs[1:].reshape(len(vocab.LEVELS), 3, *probs.shape[1:]).sum(axis=0)
-        dist = per_severity[:, mask].mean(axis=1)
+        dist = per_severity[:, disk].mean(axis=1)
     total = dist.sum()
     return dist / total if total > 0 else None

@@ -1,4 +1,11 @@
-"""The project's nnU-Net trainer: nnUNetTrainer with its length set from Params and an epoch hook.
+"""The project's nnU-Net trainer: upright augmentation, a length from Params and an epoch hook.
+
+Our classes carry the disc level (L1/L2 at the top of a canonical sagittal slice, L5/S1 at the
+bottom), so the augmentation must keep the image upright: nnU-Net's 2D default rotates by up to
+180 degrees and mirrors both axes, which turns an L1/L2 region into one that looks like L5/S1.
+Like nnU-Net's own answer for left/right labels (its no-mirroring trainer), this trainer mirrors
+nothing and rotates by at most ``max_rotation_deg``; scaling, elastic, intensity and noise
+augmentation stay as nnU-Net has them.
 
 Epochs and iterations come from the stage's Params (not a class per value); ``epoch_callback`` is
 called after every epoch (after nnU-Net wrote ``checkpoint_latest.pth``), which the stage uses to
@@ -9,13 +16,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
 class LumbarTrainer(nnUNetTrainer):
-    """nnUNetTrainer with a configurable length and an end-of-epoch callback."""
+    """nnUNetTrainer with upright augmentation, a configurable length and an end-of-epoch callback."""
 
     epoch_callback: Callable[[LumbarTrainer], None] | None = None
+    max_rotation_deg: float = 15.0
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        """Rotation of at most ``max_rotation_deg``, no mirroring (in training and at inference)."""
+        patch_size = self.configuration_manager.patch_size
+        angle = np.radians(self.max_rotation_deg)
+        rotation = (-angle, angle)
+        initial_patch_size = get_patch_size(patch_size, rotation, rotation, rotation, (0.85, 1.25))
+        self.inference_allowed_mirroring_axes = None
+        return rotation, False, initial_patch_size, None
 
     def configure_length(self, *, epochs: int, iterations: int, val_iterations: int) -> None:
         """Set the training length; checkpoints are then written every epoch."""

@@ -5,11 +5,14 @@ Reads ingest (volumes, labels, coordinates) and vertebra-segment (masks). Two fa
 * ``spinal``: the mid-sagittal Sagittal T2/STIR slices the spinal canal points lie on;
 * ``foraminal``: the left and right parasagittal Sagittal T1 slices of the foraminal points.
 
-On each labelled slice, every level with a point on it (or on a slice within 1.5 slice spacings)
-gets a region: a disk of ``radius_mm`` around the point, plus the U-Net's disc pixels within
-``disc_radius_mm``. The region's class is ``1 + 3 * level_index + severity`` (15 classes + background
-per family); a level without a severity label gets no region. Slices are brought to the canonical
-sagittal layout and resampled to ``spacing_mm`` so nnU-Net sees them as prediction will.
+A labelled slice is one a point lies on; for the spinal family, the slices within ``spinal_slab_mm``
+of it are labelled too where every labelled level reaches them (the canal is 15-25 mm wide, so its
+neighbours show the same stenosis: more, real training images instead of copies). On each labelled slice, every level with a point on it (or
+on a slice within ``neighbour_slices`` slice spacings) gets a region: a disk of ``radius_mm`` around
+the point, plus the U-Net's disc pixels within ``disc_radius_mm``. The region's class is
+``1 + 3 * level_index + severity`` (15 classes + background per family); a level without a severity
+label gets no region. Slices are brought to the canonical sagittal layout and resampled to
+``spacing_mm`` so nnU-Net sees them as prediction will.
 
 Writes under ``{run}/disc-label/``: ``cases/{family}/{case_id}.npz`` (image float32, label uint8,
 spacing), ``cases.parquet`` (one row per case), ``regions.parquet`` (one row per labelled region:
@@ -59,12 +62,14 @@ class DiscLabelParams(Params):
         radius_mm: radius of the disk around each labelled point.
         disc_radius_mm: U-Net disc pixels this close to the point join its region.
         neighbour_slices: a point on a slice this many slice spacings away still labels this slice.
+        spinal_slab_mm: spinal cases also come from the slices this close to a labelled slice.
     """
 
     spacing_mm: float = 2.5
-    radius_mm: float = 6.0
+    radius_mm: float = 14.0
     disc_radius_mm: float = 14.0
     neighbour_slices: float = 1.5
+    spinal_slab_mm: float = 6.0
 
 
 def _mask_volume(segment: StageInput, study: int, series: int, stack: int) -> np.ndarray | None:
@@ -94,6 +99,30 @@ def label_slice(
     return label
 
 
+def _make_case(volume, masks, k: int, slice_spacing: float, rows: pd.DataFrame, severity: dict, study: int, condition: str, params):
+    """(canonical image, label, points) of slice ``k``, or None when no labelled point reaches it."""
+    g = volume.geometry
+    plane = g.plane(k)
+    points = []
+    for row in rows.itertuples():
+        world = np.array([row.world_x, row.world_y, row.world_z])
+        if row.slice != k and abs(plane.world_to_pixel(world)[2]) > params.neighbour_slices * slice_spacing:
+            continue
+        sev = severity.get((study, condition, row.level))
+        if sev is not None:
+            points.append((row.level, int(sev), world))
+    if not points:
+        return None
+    disc_mask = masks[k] if masks is not None else None
+    label = label_slice(volume.pixels[k].shape, plane, points, disc_mask, params)
+    canon = canonical_of_stack(g.row_dir, g.col_dir, g.normal, (slice_spacing, g.row_spacing, g.col_spacing))
+    image = canon.apply(volume.pixels[k : k + 1].astype(np.float32))[0]
+    label = canon.apply(label[None])[0]
+    image = resample_slice(image, canon.spacing[1:], params.spacing_mm, order=1)
+    label = resample_slice(label, canon.spacing[1:], params.spacing_mm, order=0)
+    return image, label, points
+
+
 def run(*, run_uri: str, params: DiscLabelParams) -> Manifest:
     """Build the nnU-Net cases of both families from the labelled training studies."""
     data = IngestedData.open(run_uri)
@@ -108,65 +137,55 @@ def run(*, run_uri: str, params: DiscLabelParams) -> Manifest:
     loaded: dict[tuple[int, int, int], tuple] = {}  # the stack in hand: groups come sorted by stack
     for family, (_series_type, conditions) in FAMILIES.items():
         fam = coords[coords["condition"].isin(conditions)]
-        groups = list(fam.groupby(["study_id", "series_id", "stack", "slice", "condition"]))
-        for (study, series, stack, k, condition), _rows in tqdm(groups, desc=f"disc-label {family}", unit="slice"):
+        slab_mm = params.spinal_slab_mm if family == "spinal" else 0.0
+        groups = list(fam.groupby(["study_id", "series_id", "stack", "condition"]))
+        for (study, series, stack, condition), same in tqdm(groups, desc=f"disc-label {family}", unit="series"):
             if (study, series, stack) not in loaded:
                 loaded.clear()
                 loaded[(study, series, stack)] = (data.volume(study, series, stack), _mask_volume(segment, study, series, stack))
             volume, masks = loaded[(study, series, stack)]
             g = volume.geometry
-            plane = g.plane(k)
             slice_spacing = float(np.median(np.diff(g.positions))) if len(g.positions) > 1 else 1.0
-            same = fam[(fam["study_id"] == study) & (fam["series_id"] == series) & (fam["condition"] == condition)]
-            points = []
-            for row in same.itertuples():
-                world = np.array([row.world_x, row.world_y, row.world_z])
-                if row.slice != k and abs(plane.world_to_pixel(world)[2]) > params.neighbour_slices * slice_spacing:
-                    continue
-                sev = severity.get((study, condition, row.level))
-                if sev is not None:
-                    points.append((row.level, int(sev), world))
-            if not points:
-                continue
-            disc_mask = masks[k] if masks is not None else None
-            label = label_slice(volume.pixels[k].shape, plane, points, disc_mask, params)
-            canon = canonical_of_stack(g.row_dir, g.col_dir, g.normal, (slice_spacing, g.row_spacing, g.col_spacing))
-            image = canon.apply(volume.pixels[k : k + 1].astype(np.float32))[0]
-            label = canon.apply(label[None])[0]
-            image = resample_slice(image, canon.spacing[1:], params.spacing_mm, order=1)
-            label = resample_slice(label, canon.spacing[1:], params.spacing_mm, order=0)
-            side = vocab.CONDITION_SIDE[condition] or "mid"
-            case_id = f"{study}_{series}_{stack}_{k}_{side}"
-            rel = f"cases/{family}/{case_id}.npz"
-            out.write_bytes(rel, save_volume({"image": image, "label": label, "spacing": np.array([params.spacing_mm] * 2)}))
-            cases.append(
-                {
-                    "case_id": case_id,
-                    "family": family,
-                    "study_id": study,
-                    "series_id": series,
-                    "stack": stack,
-                    "slice": k,
-                    "side": side,
-                    "path": rel,
-                }
-            )
-            for level, sev, _ in points:
-                cls = class_of(level, sev)
-                regions.append(
+            reach = int(slab_mm // slice_spacing)
+            labelled = sorted({int(k) + d for k in same["slice"] for d in range(-reach, reach + 1)} & set(range(len(g.positions))))
+            complete = sum((study, condition, lv) in severity for lv in set(same["level"]))
+            for k in labelled:
+                case = _make_case(volume, masks, k, slice_spacing, same, severity, study, condition, params)
+                if case is None or (k not in set(same["slice"]) and len({lv for lv, _, _ in case[2]}) < complete):
+                    continue  # a slab slice that some level does not reach would teach that level as background
+                image, label, points = case
+                side = vocab.CONDITION_SIDE[condition] or "mid"
+                case_id = f"{study}_{series}_{stack}_{k}_{side}"
+                rel = f"cases/{family}/{case_id}.npz"
+                out.write_bytes(rel, save_volume({"image": image, "label": label, "spacing": np.array([params.spacing_mm] * 2)}))
+                cases.append(
                     {
                         "case_id": case_id,
                         "family": family,
                         "study_id": study,
-                        "condition": condition,
-                        "level": level,
-                        "severity": sev,
-                        "class": cls,
-                        "pixels": int((label == cls).sum()),
+                        "series_id": series,
+                        "stack": stack,
+                        "slice": k,
+                        "side": side,
+                        "path": rel,
                     }
                 )
-            if len(previews) < 4 and (family == "foraminal" or not previews):
-                previews.append((case_id, image, label))
+                for level, sev, _ in points:
+                    cls = class_of(level, sev)
+                    regions.append(
+                        {
+                            "case_id": case_id,
+                            "family": family,
+                            "study_id": study,
+                            "condition": condition,
+                            "level": level,
+                            "severity": sev,
+                            "class": cls,
+                            "pixels": int((label == cls).sum()),
+                        }
+                    )
+                if len(previews) < 4 and (family == "foraminal" or not previews):
+                    previews.append((case_id, image, label))
     if not cases:
         raise ValueError("disc-label found no labelled sagittal slice to make a case of")
     for name, frame in (("cases.parquet", pd.DataFrame(cases)), ("regions.parquet", pd.DataFrame(regions))):

@@ -2,9 +2,10 @@
 
 Reads disc-label (cases) and balance (multiplicities). For each family (``spinal``, ``foraminal``)
 writes ``Dataset{id}_Lumbar{Family}`` (dataset.json, imagesTr, labelsTr; a case appears as many
-times as balance says), runs nnunetv2's fingerprint extraction, ExperimentPlanner and the ``2d``
-preprocessing through its Python API, and writes ``splits_final.json`` with one train/val split by
-original case (copies of a case never straddle it).
+times as balance says), runs nnunetv2's fingerprint extraction, ExperimentPlanner (its plans file
+then edited, as nnU-Net's docs show, where ``base_features`` or ``batch_size`` ask for it) and the
+``2d`` preprocessing through its Python API, and writes ``splits_final.json`` with one train/val split by
+study (copies of a case, and the slices of one study, never straddle it).
 
 Writes under ``{run}/nnunet-prepare/``: ``raw/{dataset}/...``, ``preprocessed/{dataset}/...`` and
 ``datasets.json`` (family -> dataset name, id, training images, patch size, batch size).
@@ -38,12 +39,30 @@ class NnunetPrepareParams(Params):
         val_fraction: share of original cases in the validation split.
         processes: worker processes for nnU-Net's fingerprinting and preprocessing.
         seed: seed of the split.
+        base_features: feature maps of the U-Net's first stage, doubling per stage up to nnU-Net's
+            2D maximum (nnU-Net plans 32; fewer make a CPU iteration cheaper).
+        batch_size: images per training iteration (0 = nnU-Net's planned batch size).
     """
 
     dataset_id: int = 501
     val_fraction: float = 0.2
     processes: int = 2
     seed: int = 0
+    base_features: int = 32
+    batch_size: int = 0
+
+
+def customise_plans(plans_file: Path, *, base_features: int, batch_size: int) -> dict:
+    """Set the 2d configuration's first-stage features (doubling per stage, capped) and batch size in a plans file."""
+    plans = json.loads(plans_file.read_text())
+    config = plans["configurations"]["2d"]
+    arch = config["architecture"]["arch_kwargs"]
+    cap = max(arch["features_per_stage"])
+    arch["features_per_stage"] = [min(base_features * 2**i, cap) for i in range(arch["n_stages"])]
+    if batch_size > 0:
+        config["batch_size"] = batch_size
+    plans_file.write_text(json.dumps(plans, indent=1))
+    return plans
 
 
 def _cases(disc: StageInput, cases: pd.DataFrame, copies: dict[str, int]):
@@ -77,11 +96,14 @@ def run(*, run_uri: str, params: NnunetPrepareParams) -> Manifest:
                 name = dataset_name(dataset_id, family)
                 n = write_raw_dataset(paths["nnUNet_raw"], name, _cases(disc, cases, copies))
                 extract_fingerprint_dataset(dataset_id, num_processes=params.processes, verbose=False, show_progress_bar=False)
-                plans, identifier = plan_experiment_dataset(dataset_id)
+                _, identifier = plan_experiment_dataset(dataset_id)
+                plans_file = paths["nnUNet_preprocessed"] / name / f"{identifier}.json"
+                plans = customise_plans(plans_file, base_features=params.base_features, batch_size=params.batch_size)
                 preprocess_dataset(
                     dataset_id, identifier, configurations=("2d",), num_processes=(params.processes,), show_progress_bar=False
                 )
-                split = splits(list(cases["case_id"]), copies, params.val_fraction, params.seed)
+                groups = dict(zip(cases["case_id"], cases["study_id"]))
+                split = splits(list(cases["case_id"]), copies, params.val_fraction, params.seed, groups)
                 (paths["nnUNet_preprocessed"] / name / "splits_final.json").write_text(json.dumps(split, indent=1))
                 config = plans["configurations"]["2d"]
                 summary[family] = {
@@ -92,6 +114,7 @@ def run(*, run_uri: str, params: NnunetPrepareParams) -> Manifest:
                     "cases": len(cases),
                     "patch_size": config["patch_size"],
                     "batch_size": config["batch_size"],
+                    "features_per_stage": config["architecture"]["arch_kwargs"]["features_per_stage"],
                 }
         if not summary:
             raise ValueError("nnunet-prepare: the balanced case list is empty")

@@ -7,7 +7,8 @@ and balance's prior. For each study:
 1. the U-Net segments every sagittal stack; disc levels and canal centres as in vertebra-segment;
 2. spinal canal stenosis: nnU-Net (spinal) on the mid-sagittal T2 slice nearest each level's canal
    centre; the level's severity distribution is nnU-Net's softmax over that level's three classes,
-   averaged over the pixels predicted as that level (or, if none, a disk around the level point);
+   averaged over the pixels predicted as that level in a disk around the level point (if none, the
+   severities summed over levels in that disk);
 3. left/right foraminal narrowing: nnU-Net (foraminal) on the T1 slice nearest the point
    ``foramen_offset_mm`` left (+x) or right of the canal centre, likewise;
 4. left/right subarticular stenosis: the DenseNet on the axial crop at the level's canal centre;
@@ -61,7 +62,8 @@ class PredictParams(Params):
         ingest_stage: the ingest stage holding the studies to predict.
         models_uri: the training run holding the models ('' = this run).
         foramen_offset_mm: distance of the foraminal slices from the canal centre, left and right.
-        region_mm: radius around a level point used when nnU-Net predicts no pixel of that level.
+        region_mm: radius around a level point in which nnU-Net's severity is read (disc-label's
+            region radius).
         batch_size: U-Net slices per forward pass.
         nnunet_tau: exponent of nnU-Net's evidence (None: the value nnunet-train fitted on its
             validation cases). The evidence is nnU-Net's softmax divided by the severity frequencies
@@ -76,7 +78,7 @@ class PredictParams(Params):
     ingest_stage: str = "ingest"
     models_uri: str = ""
     foramen_offset_mm: float = 16.0
-    region_mm: float = 8.0
+    region_mm: float = 14.0
     batch_size: int = 16
     nnunet_tau: float | None = None
     densenet_tau: float | None = None

@@ -89,3 +89,20 @@ def test_balanced_list_gives_every_class_k_examples(segmented):
     assert (balanced["multiplicity"] >= 1).all() and balanced["multiplicity"].max() > 1
     census = _table(segmented, "balance", "census.parquet")
     assert len(census) == 75 and census["labels"].sum() == len(IngestedData.open(segmented).table("labels"))
+
+
+def test_spinal_cases_span_the_slab_and_each_carries_every_labelled_level(segmented):
+    cases = _table(segmented, "disc-label", "cases.parquet")
+    regions = _table(segmented, "disc-label", "regions.parquet")
+    coords = IngestedData.open(segmented).table("coordinates")
+    spinal = cases[cases["family"] == "spinal"]
+    point_slices = coords[coords["condition"] == "spinal_canal_stenosis"].groupby(["study_id", "series_id"])["slice"].apply(set)
+    extra = spinal[[k not in point_slices[(s, r)] for s, r, k in zip(spinal["study_id"], spinal["series_id"], spinal["slice"])]]
+    assert len(extra) > 0, "neighbouring slices of the canal became cases"
+    levels_of = regions.groupby("case_id")["level"].apply(set)
+    labelled = regions[regions["family"] == "spinal"].groupby("study_id")["level"].apply(set)
+    for case in extra.itertuples():
+        assert levels_of[case.case_id] == labelled[case.study_id], "a slab slice holds every labelled level of its study"
+    foraminal = cases[cases["family"] == "foraminal"]
+    foraminal_points = coords[coords["condition"].str.contains("foraminal")].groupby("study_id")["slice"].apply(set)
+    assert all(k in foraminal_points[s] for s, k in zip(foraminal["study_id"], foraminal["slice"])), "no slab for foramina"
