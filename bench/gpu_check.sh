@@ -17,9 +17,9 @@ import torch
 assert torch.cuda.is_available(), "no CUDA device: this check is for a GPU machine"
 print("device:", torch.cuda.get_device_name(0), "| torch", torch.__version__, "| bf16:", torch.cuda.is_bf16_supported(), "| cpus:", os.cpu_count())
 PY
-# A GPU budget: nnU-Net (the slowest learner on the CPU) gets 4x the CPU benchmark's iterations.
+# A GPU budget: nnU-Net (the slowest learner on the CPU) gets 2x the CPU benchmark's iterations.
 "$PYTHON" bench/quality.py --run "$WORK/quality" \
-  --set nnunet-train.epochs=30 --set nnunet-train.iterations=80 --set nnunet-train.val_iterations=10 \
+  --set nnunet-train.epochs=20 --set nnunet-train.iterations=150 --set nnunet-train.val_iterations=10 \
   --set vertebra-train.epochs=20 --set densenet-train.epochs=30 "$@" 2>&1 | tee "$LOG"
 "$PYTHON" - "$WORK/quality/run" <<'PY'
 import json, sys
@@ -27,5 +27,8 @@ from lumbar_core.manifest import StageInput
 run = sys.argv[1]
 for stage in ("vertebra-train", "nnunet-train", "densenet-train"):
     print(stage, "device:", StageInput.open(run, stage).manifest.metrics.get("device"))
+for family, info in StageInput.open(run, "nnunet-train").read_json("training.json")["families"].items():
+    last = info["pseudo_dice"][-1] if info["pseudo_dice"] else {}
+    print(f"nnU-Net {family}: tau {info['tau']} on {info['tau_regions']} regions; last pseudo Dice", json.dumps(last))
 print("predict seconds/study:", json.dumps(StageInput.open(run, "predict").read_json("timing.json")["seconds_per_study"]))
 PY

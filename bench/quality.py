@@ -4,7 +4,7 @@ A phantom with a fixed seed, the tiny image profile with longer training (about 
 2-core CPU), the validation split of `lumbar run`; prints each term for the model and the prior and
 the relative improvement. Target (issue): at least 30% better than the prior.
 
-    .venv/bin/python bench/quality.py [--studies 60] [--run runs/quality] [--set stage.key=value ...]
+    .venv/bin/python bench/quality.py [--studies 240] [--run runs/quality] [--set stage.key=value ...]
 
 ``--set`` overrides the longer-training settings below (bench/gpu_check.sh uses it for a GPU budget).
 """
@@ -21,17 +21,17 @@ from lumbar_core.synthetic import generate, get_profile
 
 LONGER = {
     "vertebra-train.epochs": "12",
-    "nnunet-train.epochs": "15",
-    "nnunet-train.iterations": "40",
-    "nnunet-train.val_iterations": "5",
-    "densenet-train.epochs": "25",
+    "nnunet-train.epochs": "10",
+    "nnunet-train.iterations": "150",
+    "nnunet-train.val_iterations": "10",
+    "densenet-train.epochs": "12",
     "run.validation_fraction": "0.25",
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--studies", type=int, default=60)
+    parser.add_argument("--studies", type=int, default=240)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--run", default="runs/quality")
     parser.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="override a setting")

@@ -92,6 +92,35 @@ def test_nnunet_training_records_pseudo_dice_per_epoch(trained):
         assert all(len(epoch) == 15 for epoch in history)
 
 
+def test_nnunet_trains_upright_with_the_profile_plans(trained, tmp_path):
+    import torch
+
+    run, _, _, profile = trained
+    prepare = profile["stages"]["nnunet-prepare"]
+    datasets = StageInput.open(run, "nnunet-prepare").read_json("datasets.json")
+    for info in datasets.values():
+        assert info["batch_size"] == prepare["batch_size"]
+        assert info["features_per_stage"][:2] == [prepare["base_features"], 2 * prepare["base_features"]]
+    stage = StageInput.open(run, "nnunet-train")
+    for info in stage.read_json("training.json")["families"].values():
+        local = tmp_path / "checkpoint.pth"
+        store.download(stage.uri(f"results/{info['output_folder']}/fold_0/checkpoint_final.pth"), local)
+        checkpoint = torch.load(local, map_location="cpu", weights_only=False)
+        assert checkpoint["inference_allowed_mirroring_axes"] is None, "no mirroring: the classes carry the level"
+
+
+def test_the_trainer_keeps_images_upright():
+    from types import SimpleNamespace
+
+    from lumbar_core.nnunet.trainer import LumbarTrainer
+
+    fake = SimpleNamespace(configuration_manager=SimpleNamespace(patch_size=[96, 96]), max_rotation_deg=15.0)
+    rotation, dummy_2d, initial, mirror = LumbarTrainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size(fake)
+    assert mirror is None and fake.inference_allowed_mirroring_axes is None and not dummy_2d
+    assert rotation == pytest.approx((-np.radians(15), np.radians(15)))
+    assert all(96 <= side < 140 for side in initial), "room for a 15 degree rotation, not a 180 degree one"
+
+
 def test_nan_pseudo_dice_fails_loudly_without_allow_missing(trained):
     run, _, _, _ = trained
     report = StageInput.open(run, "nnunet-train").read_json("training.json")["families"]
