@@ -24,7 +24,7 @@ LONGER = {
     "nnunet-train.epochs": "10",
     "nnunet-train.iterations": "150",
     "nnunet-train.val_iterations": "10",
-    "densenet-train.epochs": "12",
+    "densenet-train.epochs": "25",
     "run.validation_fraction": "0.25",
 }
 
