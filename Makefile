@@ -61,7 +61,7 @@ kind-down: ## delete the local kind cluster
 submit: venv ## submit the train pipeline: make submit HOST=http://... SUBMIT_ARGS="--arg data_uri=s3://... --arg run_uri=s3://... --wait"
 	$(VENV)/bin/lumbar submit --host $(HOST) --registry $(REGISTRY) $(SUBMIT_ARGS)
 
-bench: venv ## benchmarks: speed and quality figures (not part of make test; about 35 minutes)
+bench: venv ## benchmarks: speed and quality figures (not part of make test; about 40 minutes)
 	$(PY) bench/ingest_throughput.py --studies 3
 	$(PY) bench/vertebra.py
 	$(PY) bench/predict_speed.py
