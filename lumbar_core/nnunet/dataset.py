@@ -69,11 +69,12 @@ def splits(
     n_val = max(1, int(round(len(order) * val_fraction))) if len(order) > 1 else 0
     val_groups = set(order[:n_val])
     val = sorted(c for c in case_ids if str(group_of[c]) in val_groups)
+    in_val = set(val)
 
     def keys(ids):
         return [f"{c}_c{k}" for c in sorted(ids) for k in range(copies[c])]
 
-    train_ids = [c for c in case_ids if c not in set(val)] or val
+    train_ids = [c for c in case_ids if c not in in_val] or val
     return [{"train": keys(train_ids), "val": keys(val) or keys(train_ids)}]
 
 

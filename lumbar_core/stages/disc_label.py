@@ -7,12 +7,12 @@ Reads ingest (volumes, labels, coordinates) and vertebra-segment (masks). Two fa
 
 A labelled slice is one a point lies on; for the spinal family, the slices within ``spinal_slab_mm``
 of it are labelled too where every labelled level reaches them (the canal is 15-25 mm wide, so its
-neighbours show the same stenosis: more, real training images instead of copies). On each labelled slice, every level with a point on it (or
-on a slice within ``neighbour_slices`` slice spacings) gets a region: a disk of ``radius_mm`` around
-the point, plus the U-Net's disc pixels within ``disc_radius_mm``. The region's class is
-``1 + 3 * level_index + severity`` (15 classes + background per family); a level without a severity
-label gets no region. Slices are brought to the canonical sagittal layout and resampled to
-``spacing_mm`` so nnU-Net sees them as prediction will.
+neighbours show the same stenosis: more, real training images instead of copies). On each labelled
+slice, every level with a point on it (or on a slice within ``neighbour_slices`` slice spacings) gets
+a region: a disk of ``radius_mm`` around the point, plus the U-Net's disc pixels within
+``disc_radius_mm``. The region's class is ``1 + 3 * level_index + severity`` (15 classes +
+background per family); a level without a severity label gets no region. Slices are brought to the
+canonical sagittal layout and resampled to ``spacing_mm`` so nnU-Net sees them as prediction will.
 
 Writes under ``{run}/disc-label/``: ``cases/{family}/{case_id}.npz`` (image float32, label uint8,
 spacing), ``cases.parquet`` (one row per case), ``regions.parquet`` (one row per labelled region:
@@ -149,9 +149,10 @@ def run(*, run_uri: str, params: DiscLabelParams) -> Manifest:
             reach = int(slab_mm // slice_spacing)
             labelled = sorted({int(k) + d for k in same["slice"] for d in range(-reach, reach + 1)} & set(range(len(g.positions))))
             complete = sum((study, condition, lv) in severity for lv in set(same["level"]))
+            on_point = set(same["slice"])
             for k in labelled:
                 case = _make_case(volume, masks, k, slice_spacing, same, severity, study, condition, params)
-                if case is None or (k not in set(same["slice"]) and len({lv for lv, _, _ in case[2]}) < complete):
+                if case is None or (k not in on_point and len({lv for lv, _, _ in case[2]}) < complete):
                     continue  # a slab slice that some level does not reach would teach that level as background
                 image, label, points = case
                 side = vocab.CONDITION_SIDE[condition] or "mid"
