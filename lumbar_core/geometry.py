@@ -125,6 +125,11 @@ class StackGeometry(_Placed):
         """Position of each slice along the normal (mm)."""
         return self.ipp @ self.normal
 
+    @property
+    def slice_spacing(self) -> float:
+        """Median distance between neighbouring slices (mm); 1.0 for a single slice."""
+        return float(np.median(np.diff(self.positions))) if len(self.ipp) > 1 else 1.0
+
     def plane(self, k: int) -> Plane:
         """The plane of slice ``k``."""
         return Plane(self.ipp[k], self.row_dir, self.col_dir, self.row_spacing, self.col_spacing, self.rows, self.cols)

@@ -28,9 +28,7 @@ MIN_GAP_MM, MAX_GAP_MM = 15.0, 60.0
 
 def segment_stack(model, volume: Volume, spacing_mm: float, batch_size: int) -> np.ndarray:
     """U-Net class map (slices, rows, cols) of a sagittal stack, in the stack's own grid."""
-    g = volume.geometry
-    slice_spacing = float(np.median(np.diff(g.positions))) if len(g.positions) > 1 else 1.0
-    canon = canonical_of_stack(g.row_dir, g.col_dir, g.normal, (slice_spacing, g.row_spacing, g.col_spacing))
+    canon = canonical_of_stack(volume.geometry)
     pixels = canon.apply(volume.pixels)
     in_plane = canon.spacing[1:]
     slices = np.stack([normalise(resample_slice(s, in_plane, spacing_mm, order=1)) for s in pixels])

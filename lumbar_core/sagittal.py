@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from lumbar_core.geometry import StackGeometry
+
 _TARGET = (np.array([1.0, 0, 0]), np.array([0, 0, -1.0]), np.array([0, 1.0, 0]))  # slice, row, col directions
 
 
@@ -97,6 +99,6 @@ def normalise(image: np.ndarray) -> np.ndarray:
     return np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1.5).astype(np.float32)
 
 
-def canonical_of_stack(row_dir: np.ndarray, col_dir: np.ndarray, normal: np.ndarray, spacing: tuple[float, float, float]) -> Canonical:
-    """The canonical mapping of an ingested stack (pixels as slices, rows, cols; ``spacing`` in that order)."""
-    return canonical_for([normal, col_dir, row_dir], list(spacing))
+def canonical_of_stack(g: StackGeometry) -> Canonical:
+    """The canonical mapping of an ingested stack's pixels (slices, rows, cols)."""
+    return canonical_for([g.normal, g.col_dir, g.row_dir], [g.slice_spacing, g.row_spacing, g.col_spacing])

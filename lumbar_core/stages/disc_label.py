@@ -99,28 +99,31 @@ def label_slice(
     return label
 
 
-def _make_case(volume, masks, k: int, slice_spacing: float, rows: pd.DataFrame, severity: dict, study: int, condition: str, params):
-    """(canonical image, label, points) of slice ``k``, or None when no labelled point reaches it."""
-    g = volume.geometry
-    plane = g.plane(k)
+def _points_on_slice(volume, k: int, rows: pd.DataFrame, severity: dict, study: int, condition: str, params) -> list:
+    """(level, severity, world point) of every labelled point on slice ``k`` or within ``neighbour_slices`` of it."""
+    plane = volume.geometry.plane(k)
+    reach_mm = params.neighbour_slices * volume.geometry.slice_spacing
     points = []
     for row in rows.itertuples():
         world = np.array([row.world_x, row.world_y, row.world_z])
-        if row.slice != k and abs(plane.world_to_pixel(world)[2]) > params.neighbour_slices * slice_spacing:
+        if row.slice != k and abs(plane.world_to_pixel(world)[2]) > reach_mm:
             continue
         sev = severity.get((study, condition, row.level))
         if sev is not None:
             points.append((row.level, int(sev), world))
-    if not points:
-        return None
+    return points
+
+
+def _make_case(volume, masks, k: int, points: list, params) -> tuple[np.ndarray, np.ndarray]:
+    """(image, label) of slice ``k`` in the canonical layout at ``spacing_mm``, regions drawn around ``points``."""
     disc_mask = masks[k] if masks is not None else None
-    label = label_slice(volume.pixels[k].shape, plane, points, disc_mask, params)
-    canon = canonical_of_stack(g.row_dir, g.col_dir, g.normal, (slice_spacing, g.row_spacing, g.col_spacing))
+    label = label_slice(volume.pixels[k].shape, volume.geometry.plane(k), points, disc_mask, params)
+    canon = canonical_of_stack(volume.geometry)
     image = canon.apply(volume.pixels[k : k + 1].astype(np.float32))[0]
     label = canon.apply(label[None])[0]
     image = resample_slice(image, canon.spacing[1:], params.spacing_mm, order=1)
     label = resample_slice(label, canon.spacing[1:], params.spacing_mm, order=0)
-    return image, label, points
+    return image, label
 
 
 def run(*, run_uri: str, params: DiscLabelParams) -> Manifest:
@@ -144,17 +147,15 @@ def run(*, run_uri: str, params: DiscLabelParams) -> Manifest:
                 loaded.clear()
                 loaded[(study, series, stack)] = (data.volume(study, series, stack), _mask_volume(segment, study, series, stack))
             volume, masks = loaded[(study, series, stack)]
-            g = volume.geometry
-            slice_spacing = float(np.median(np.diff(g.positions))) if len(g.positions) > 1 else 1.0
-            reach = int(slab_mm // slice_spacing)
-            labelled = sorted({int(k) + d for k in same["slice"] for d in range(-reach, reach + 1)} & set(range(len(g.positions))))
+            reach = int(slab_mm // volume.geometry.slice_spacing)
+            on_point = {int(k) for k in same["slice"]}
+            labelled = sorted({k + d for k in on_point for d in range(-reach, reach + 1)} & set(range(len(volume.pixels))))
             complete = sum((study, condition, lv) in severity for lv in set(same["level"]))
-            on_point = set(same["slice"])
             for k in labelled:
-                case = _make_case(volume, masks, k, slice_spacing, same, severity, study, condition, params)
-                if case is None or (k not in on_point and len({lv for lv, _, _ in case[2]}) < complete):
+                points = _points_on_slice(volume, k, same, severity, study, condition, params)
+                if not points or (k not in on_point and len({lv for lv, _, _ in points}) < complete):
                     continue  # a slab slice that some level does not reach would teach that level as background
-                image, label, points = case
+                image, label = _make_case(volume, masks, k, points, params)
                 side = vocab.CONDITION_SIDE[condition] or "mid"
                 case_id = f"{study}_{series}_{stack}_{k}_{side}"
                 rel = f"cases/{family}/{case_id}.npz"

@@ -130,9 +130,7 @@ def _slice_probs(predictor, volume: Volume, k: int, spacing_mm: float) -> np.nda
     """nnU-Net class probabilities (classes, rows, cols) of slice ``k`` in the stack's own grid."""
     from lumbar_core.nnunet.predict import predict_slice
 
-    g = volume.geometry
-    slice_spacing = float(np.median(np.diff(g.positions))) if len(g.positions) > 1 else 1.0
-    canon = canonical_of_stack(g.row_dir, g.col_dir, g.normal, (slice_spacing, g.row_spacing, g.col_spacing))
+    canon = canonical_of_stack(volume.geometry)
     image = canon.apply(volume.pixels[k : k + 1].astype(np.float32))[0]
     probs = predict_slice(predictor, resample_slice(image, canon.spacing[1:], spacing_mm, order=1), spacing_mm)
     back = np.stack([resize_to(p, image.shape, order=1) for p in probs])
