@@ -1,10 +1,13 @@
 """Calibrated probabilities: model evidence combined with the prior, its weight fitted on held-out data.
 
 A model's output is turned into a likelihood ratio per severity (its "evidence"): a softmax divided
-by the class frequencies the model was trained on (nnU-Net: the severities of each level's regions in
-the balanced cases; the DenseNet: the (1, 2, 4) loss weights times the prior). The prediction is
-``prior x evidence ** tau``, normalised. ``tau`` is fitted on held-out cases by the competition's
-(1, 2, 4)-weighted log loss: an untrained model gets tau near 0 (the prior), a good one near 1.
+by the class frequencies the model was trained on (nnU-Net: the severities of each level's regions
+as its class-balanced sampling drew them; the DenseNet: the (1, 2, 4) loss weights times the
+prior). The prediction is ``prior x evidence ** tau``, normalised. Before the division the softmax
+gets a ``floor``: a model that is sure and wrong (a Severe region read as Normal) would otherwise
+leave the truth almost no probability, which the log loss punishes hardest. ``tau`` and ``floor``
+are fitted on held-out cases by the competition's (1, 2, 4)-weighted log loss: an untrained model
+gets tau near 0 (the prior), a good one near 1.
 """
 
 from __future__ import annotations
@@ -14,6 +17,12 @@ import numpy as np
 from lumbar_core import vocab
 
 TAU_GRID = tuple(round(t, 2) for t in np.arange(0.0, 1.51, 0.1))
+FLOOR_GRID = (0.0, 0.02, 0.05, 0.1, 0.2)
+
+
+def evidence(dist: np.ndarray, denominator: np.ndarray | float, floor: float = 0.0) -> np.ndarray:
+    """A model's severity distribution as evidence: ``(dist + floor) / denominator``."""
+    return (np.asarray(dist, dtype=float) + floor) / denominator
 
 
 def combine_with_prior(prior: np.ndarray, evidence: np.ndarray, tau: float) -> np.ndarray:
@@ -22,18 +31,16 @@ def combine_with_prior(prior: np.ndarray, evidence: np.ndarray, tau: float) -> n
     return q / q.sum(axis=-1, keepdims=True)
 
 
-def training_frequencies(classes, *, pseudo_count: float = 1.0) -> dict[tuple[str, str], np.ndarray]:
-    """Per (family, level), the severity frequencies among the regions nnU-Net trained on.
+def level_frequencies(class_counts: dict[int, int], *, pseudo_count: float = 1.0) -> dict[str, np.ndarray]:
+    """Per level, the severity frequencies of nnU-Net's classes as its training sampled them.
 
-    ``classes`` is balance's ``classes.parquet`` (family, level, severity, balanced = case copies
-    holding that class); absent classes get ``pseudo_count`` so no frequency is 0.
+    ``class_counts`` maps class (1 + 3 x level index + severity) to how often training drew a case
+    holding it; absent classes get ``pseudo_count`` so no frequency is 0.
     """
-    out: dict[tuple[str, str], np.ndarray] = {}
-    for (family, level), group in classes.groupby(["family", "level"]):
-        counts = np.full(len(vocab.SEVERITY_COLUMNS), pseudo_count, dtype=float)
-        for row in group.itertuples():
-            counts[int(row.severity)] += float(row.balanced)
-        out[(str(family), str(level))] = counts / counts.sum()
+    out: dict[str, np.ndarray] = {}
+    for i, level in enumerate(vocab.LEVELS):
+        counts = np.array([class_counts.get(1 + 3 * i + s, 0) + pseudo_count for s in range(len(vocab.SEVERITY_COLUMNS))], dtype=float)
+        out[level] = counts / counts.sum()
     return out
 
 
@@ -45,21 +52,35 @@ def weighted_loss(probs: np.ndarray, truth: np.ndarray) -> float:
 
 
 def fit_tau(
-    priors: np.ndarray, evidence: np.ndarray, truth: np.ndarray, grid: tuple[float, ...] = TAU_GRID, pseudo_count: float = 20.0
-) -> tuple[float, dict[str, float]]:
-    """The weight of the evidence fitted on held-out (prior, evidence, truth), and the loss of every grid value.
+    priors: np.ndarray,
+    dists: np.ndarray,
+    truth: np.ndarray,
+    *,
+    denominators: np.ndarray | float = 1.0,
+    grid: tuple[float, ...] = TAU_GRID,
+    floors: tuple[float, ...] = FLOOR_GRID,
+    pseudo_count: float = 20.0,
+) -> tuple[float, float, dict[str, float]]:
+    """The weight and floor of a model's evidence fitted on held-out data: (tau, floor, loss per tau).
 
-    The tau of ``grid`` with the lowest weighted log loss (after the (1, 2, 4) reweighting a
-    submission gets) is shrunk toward 0 by ``n / (n + pseudo_count)``: a handful of held-out cases
-    cannot earn a model full trust. With no held-out case, tau is 0 (the prior).
+    ``dists`` are the model's severity distributions and ``denominators`` what turns them into
+    evidence (see :func:`evidence`). Every (tau, floor) of the grids is scored by the weighted log
+    loss after the (1, 2, 4) reweighting a submission gets; the best tau is shrunk toward 0 by
+    ``n / (n + pseudo_count)`` (a handful of held-out cases cannot earn a model full trust), and the
+    losses returned are those of each tau at the chosen floor. With no held-out case: (0, 0, {}).
     """
     truth = np.asarray(truth, dtype=int)
     if len(truth) == 0:
-        return 0.0, {}
+        return 0.0, 0.0, {}
     w = np.asarray(vocab.SEVERITY_WEIGHTS)
-    losses = {}
-    for tau in grid:
-        q = combine_with_prior(priors, evidence, tau) * w
-        losses[f"{tau:.1f}"] = weighted_loss(q / q.sum(axis=1, keepdims=True), truth)
+    table: dict[float, dict[str, float]] = {}
+    for floor in floors:
+        ev = evidence(dists, denominators, floor)
+        table[floor] = {}
+        for tau in grid:
+            q = combine_with_prior(priors, ev, tau) * w
+            table[floor][f"{tau:.1f}"] = weighted_loss(q / q.sum(axis=1, keepdims=True), truth)
+    floor = min(table, key=lambda f: min(table[f].values()))
+    losses = table[floor]
     best = float(min(losses, key=losses.get))
-    return round(best * len(truth) / (len(truth) + pseudo_count), 3), losses
+    return round(best * len(truth) / (len(truth) + pseudo_count), 3), float(floor), losses

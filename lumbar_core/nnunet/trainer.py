@@ -7,6 +7,14 @@ Like nnU-Net's own answer for left/right labels (its no-mirroring trainer), this
 nothing and rotates by at most ``max_rotation_deg``; scaling, elastic, intensity and noise
 augmentation stay as nnU-Net has them.
 
+Our classes are also very unequal (a level's Normal/Mild region is in nearly every image, its
+Severe one in a handful), and with nnU-Net's uniform case sampling most batches hold no rare class,
+so the batch Dice drives them to zero. With ``class_balance`` > 0 each training case is drawn in
+proportion to ``count(c) ** -class_balance`` of its rarest class c (1 = every class about equally
+often); ``sampled_class_counts`` records how often each class is then seen, which the stage divides
+out of the softmax. ``optimizer`` "adamw" replaces nnU-Net's SGD (momentum 0.99, made for 1000
+epochs of 250 iterations), which on a budget of a few thousand iterations barely leaves the start.
+
 Epochs and iterations come from the stage's Params (not a class per value); ``epoch_callback`` is
 called after every epoch (after nnU-Net wrote ``checkpoint_latest.pth``), which the stage uses to
 copy the checkpoint to the store so a preempted training resumes.
@@ -17,8 +25,30 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def balanced_repeats(classes: list[set[int]], power: float, resolution: int = 100) -> np.ndarray:
+    """How many times each case enters the sampling list so that rare classes are drawn more often.
+
+    A case's weight is ``count(c) ** -power`` of its rarest class c (a case without foreground
+    takes the rarest weight of all); weights become integer repeats, the most frequent case once
+    and none more than ``resolution`` times.
+    """
+    counts: dict[int, int] = {}
+    for present in classes:
+        for c in present:
+            counts[c] = counts.get(c, 0) + 1
+    if not counts:
+        return np.ones(len(classes), dtype=int)
+    floor = min(counts.values())
+    weights = np.array([min(counts[c] for c in present) if present else floor for present in classes], dtype=float) ** -power
+    return np.clip(np.rint(weights / weights.min()), 1, resolution).astype(int)
 
 
 class LumbarTrainer(nnUNetTrainer):
@@ -26,6 +56,10 @@ class LumbarTrainer(nnUNetTrainer):
 
     epoch_callback: Callable[[LumbarTrainer], None] | None = None
     max_rotation_deg: float = 15.0
+    optimizer: str = "sgd"
+    learning_rate: float | None = None
+    class_balance: float = 0.0
+    sampled_class_counts: dict[int, int] | None = None
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         """Rotation of at most ``max_rotation_deg``, no mirroring (in training and at inference)."""
@@ -42,6 +76,48 @@ class LumbarTrainer(nnUNetTrainer):
         self.num_iterations_per_epoch = iterations
         self.num_val_iterations_per_epoch = val_iterations
         self.save_every = 1
+
+    def configure_training(self, *, optimizer: str = "sgd", learning_rate: float | None = None, class_balance: float = 0.0) -> None:
+        """Set the optimizer, its initial learning rate and the class balance of the case sampling.
+
+        ``optimizer`` "sgd" (nnU-Net's) or "adamw"; ``learning_rate`` None takes 1e-2 for SGD (nnU-Net's)
+        and 3e-4 for AdamW; ``class_balance`` 0 keeps nnU-Net's uniform sampling.
+        """
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"nnU-Net optimizer {optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        if class_balance < 0:
+            raise ValueError(f"class_balance {class_balance}: expected 0 or more")
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.class_balance = class_balance
+
+    def configure_optimizers(self):
+        """nnU-Net's SGD, or AdamW; both with nnU-Net's polynomial decay over the epochs."""
+        if self.optimizer == "sgd":
+            if self.learning_rate is not None:
+                self.initial_lr = self.learning_rate
+            return super().configure_optimizers()
+        self.initial_lr = self.learning_rate if self.learning_rate is not None else 3e-4
+        optimizer = torch.optim.AdamW(self.network.parameters(), self.initial_lr, weight_decay=self.weight_decay)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+
+    def get_tr_and_val_datasets(self):
+        """nnU-Net's datasets; with ``class_balance`` the training list repeats cases of rare classes."""
+        train, val = super().get_tr_and_val_datasets()
+        keys = list(train.identifiers)
+        classes = [set(np.unique(np.asarray(train.load_case(k)[1])).tolist()) - {0} for k in keys]
+        repeats = balanced_repeats(classes, self.class_balance) if self.class_balance > 0 else np.ones(len(keys), dtype=int)
+        counts: dict[int, int] = {}
+        for present, n in zip(classes, repeats):
+            for c in present:
+                counts[int(c)] = counts.get(int(c), 0) + int(n)
+        self.sampled_class_counts = dict(sorted(counts.items()))
+        if self.class_balance > 0:
+            repeated = [k for k, n in zip(keys, repeats) for _ in range(n)]
+            train = self.dataset_class(
+                self.preprocessed_dataset_folder, repeated, folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage
+            )
+        return train, val
 
     def on_epoch_end(self) -> None:
         """nnU-Net's end of epoch, then the callback."""

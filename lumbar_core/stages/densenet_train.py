@@ -131,9 +131,9 @@ def run(*, run_uri: str, params: DensenetTrainParams) -> Manifest:
             losses.append(loss.item())
         accuracy = _accuracy(model, crops[val_idx], targets[val_idx]) if len(val_idx) else float("nan")
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_accuracy": accuracy})
-    tau, losses = _fit_tau(model, crops[val_idx], targets[val_idx], levels[val_idx], run_uri)
+    tau, floor, losses = _fit_tau(model, crops[val_idx], targets[val_idx], levels[val_idx], run_uri)
     out = StageOutput(run_uri, STAGE)
-    out.write_bytes("model.pt", save_densenet(model, {**params.to_dict(), "sides": ["left", "right"], "tau": tau}))
+    out.write_bytes("model.pt", save_densenet(model, {**params.to_dict(), "sides": ["left", "right"], "tau": tau, "floor": floor}))
     metrics = {
         "crops": len(crops),
         "train_crops": len(train_idx),
@@ -141,6 +141,7 @@ def run(*, run_uri: str, params: DensenetTrainParams) -> Manifest:
         "val_accuracy": history[-1]["val_accuracy"] if history else float("nan"),
         "device": dev.type,
         "tau": tau,
+        "floor": floor,
     }
     out.write_json("metrics.json", {"history": history, "tau_losses": losses, **metrics})
     return out.commit(params=params.to_dict(), metrics=metrics)
@@ -154,8 +155,8 @@ def _accuracy(model, crops: np.ndarray, targets: np.ndarray) -> float:
     return float(np.concatenate(hits).mean())
 
 
-def _fit_tau(model, crops: np.ndarray, targets: np.ndarray, levels: np.ndarray, run_uri: str) -> tuple[float, dict[str, float]]:
-    """The weight of the DenseNet's evidence against the prior, fitted on the validation crops.
+def _fit_tau(model, crops: np.ndarray, targets: np.ndarray, levels: np.ndarray, run_uri: str) -> tuple[float, float, dict[str, float]]:
+    """The weight and floor of the DenseNet's evidence against the prior, fitted on the validation crops.
 
     The loss weighted classes (1, 2, 4) on natural frequencies, so p / (w x prior) is the evidence.
     """
@@ -164,17 +165,18 @@ def _fit_tau(model, crops: np.ndarray, targets: np.ndarray, levels: np.ndarray, 
     from lumbar_core.prior import prior_from_json
 
     if len(crops) == 0:
-        return 0.0, {}
+        return 0.0, 0.0, {}
     prior = prior_from_json(StageInput.open(run_uri, "balance").read_json("prior.json"))
     w = np.asarray(vocab.SEVERITY_WEIGHTS)
     sides = predict_sides(model.eval(), crops)
-    priors, evidence, truth = [], [], []
+    priors, dists, denominators, truth = [], [], [], []
     for s, (side, probs) in enumerate(zip(("left", "right"), sides)):
         for p, t, level in zip(probs, targets[:, s], levels):
             if t == IGNORE:
                 continue
             pr = prior[(f"{side}_subarticular_stenosis", level)]
             priors.append(pr)
-            evidence.append(p / (w * pr))
+            dists.append(p)
+            denominators.append(w * pr)
             truth.append(t)
-    return fit_tau(np.array(priors), np.array(evidence), np.array(truth))
+    return fit_tau(np.array(priors), np.array(dists), np.array(truth), denominators=np.array(denominators))

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from lumbar_core import store, vocab
 from lumbar_core.axial import level_crops
-from lumbar_core.calibration import combine_with_prior
+from lumbar_core.calibration import combine_with_prior, evidence
 from lumbar_core.ingested import IngestedData, Volume
 from lumbar_core.levels import check_order, combine_series, level_centres, segment_stack, vertebra_centres
 from lumbar_core.manifest import Manifest, StageInput, StageOutput, shard_stage
@@ -66,10 +66,12 @@ class PredictParams(Params):
             region radius).
         batch_size: U-Net slices per forward pass.
         nnunet_tau: exponent of nnU-Net's evidence (None: the value nnunet-train fitted on its
-            validation cases). The evidence is nnU-Net's softmax divided by the severity frequencies
-            of that level's training regions; the distribution is prior x evidence ** tau (0 = prior only).
+            validation cases). The evidence is nnU-Net's softmax plus the fitted floor, divided by
+            the severity frequencies training drew at that level; the distribution is
+            prior x evidence ** tau (0 = prior only).
         densenet_tau: exponent of the DenseNet's evidence (None: the value densenet-train fitted). Its
-            loss weighted classes (1, 2, 4) on natural frequencies, so the evidence is p / (w x prior).
+            loss weighted classes (1, 2, 4) on natural frequencies, so the evidence is
+            (p + floor) / (w x prior).
         shard_index: this shard's number, 0-based.
         shard_count: shards in all; studies (sorted) are dealt round-robin to shards.
         name: the stage written (``{name}`` for one shard, ``{name}-shard-{i}`` for one of several).
@@ -111,6 +113,7 @@ class _Models:
         self.nnunet = {}
         self.spacing = {}
         self.nnunet_tau = {family: float(info.get("tau", 1.0)) for family, info in report.items()}
+        self.nnunet_floor = {family: float(info.get("floor", 0.0)) for family, info in report.items()}
         self.nnunet_frequencies = {
             (family, level): np.asarray(q, dtype=float)
             for family, info in report.items()
@@ -208,10 +211,12 @@ def predict_study(
             if source == "nnunet":
                 family = "spinal" if condition == "spinal_canal_stenosis" else "foraminal"
                 tau = params.nnunet_tau if params.nnunet_tau is not None else models.nnunet_tau[family]
-                dist = combine_with_prior(prior, dist / models.nnunet_frequencies.get((family, level), 1.0), tau)
+                frequencies = models.nnunet_frequencies.get((family, level), 1.0)
+                dist = combine_with_prior(prior, evidence(dist, frequencies, models.nnunet_floor[family]), tau)
             elif source == "densenet":
                 tau = params.densenet_tau if params.densenet_tau is not None else float(models.densenet_config.get("tau", 1.0))
-                dist = combine_with_prior(prior, dist / (weights * prior), tau)
+                floor = float(models.densenet_config.get("floor", 0.0))
+                dist = combine_with_prior(prior, evidence(dist, weights * prior, floor), tau)
             rows.append(
                 {
                     "study_id": study,

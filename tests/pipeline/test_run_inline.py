@@ -198,7 +198,21 @@ def test_fit_tau_finds_no_signal_and_real_signal():
     informative[np.arange(400), truth] = 0.8
     assert fit_tau(prior, informative, truth)[0] >= 1.0 * 400 / 420, "good evidence gets (almost) full weight"
     assert fit_tau(prior[:5], informative[:5], truth[:5])[0] <= 1.5 * 5 / 25, "few held-out cases earn little trust"
-    assert fit_tau(prior[:0], noise[:0], truth[:0]) == (0.0, {})
+    assert fit_tau(prior[:0], noise[:0], truth[:0]) == (0.0, 0.0, {})
+
+
+def test_fit_tau_floors_a_model_that_is_sure_and_sometimes_wrong():
+    rng = np.random.default_rng(1)
+    prior = np.tile([0.7, 0.2, 0.1], (400, 1))
+    truth = np.array([rng.choice(3, p=[0.7, 0.2, 0.1]) for _ in range(400)])
+    sure = np.full((400, 3), 0.001)
+    right = rng.random(400) < 0.85
+    sure[np.arange(400), np.where(right, truth, (truth + 1) % 3)] = 0.998
+    tau, floor, losses = fit_tau(prior, sure, truth)
+    assert floor > 0, "a floor keeps the wrong 15% from near-zero probabilities"
+    _, _, unfloored = fit_tau(prior, sure, truth, floors=(0.0,))
+    assert min(losses.values()) < min(unfloored.values())
+    assert 0 < tau <= 1.5
 
 
 def test_fitted_weights_are_recorded_and_used(trained):

@@ -1,23 +1,17 @@
 """Training frequencies of nnU-Net's classes: what turns its softmax into evidence."""
 
 import numpy as np
-import pandas as pd
 
-from lumbar_core.calibration import combine_with_prior, training_frequencies
+from lumbar_core.calibration import combine_with_prior, level_frequencies
 
 
-def test_frequencies_per_family_and_level_with_pseudo_counts():
-    classes = pd.DataFrame(
-        [
-            {"family": "spinal", "class": 1, "level": "l1_l2", "severity": 0, "cases": 8, "balanced": 8},
-            {"family": "spinal", "class": 2, "level": "l1_l2", "severity": 1, "cases": 1, "balanced": 5},
-            {"family": "foraminal", "class": 1, "level": "l1_l2", "severity": 0, "cases": 3, "balanced": 3},
-        ]
-    )
-    q = training_frequencies(classes)
-    np.testing.assert_allclose(q[("spinal", "l1_l2")], np.array([9, 6, 1]) / 16)
-    np.testing.assert_allclose(q[("foraminal", "l1_l2")], np.array([4, 1, 1]) / 6)
-    assert set(q) == {("spinal", "l1_l2"), ("foraminal", "l1_l2")}
+def test_level_frequencies_from_sampled_class_counts_with_pseudo_counts():
+    q = level_frequencies({1: 8, 2: 5, 4: 3, 15: 2})
+    np.testing.assert_allclose(q["l1_l2"], np.array([9, 6, 1]) / 16)
+    np.testing.assert_allclose(q["l2_l3"], np.array([4, 1, 1]) / 6)
+    np.testing.assert_allclose(q["l5_s1"], np.array([1, 1, 3]) / 5)
+    np.testing.assert_allclose(q["l3_l4"], np.ones(3) / 3)
+    assert list(q) == ["l1_l2", "l2_l3", "l3_l4", "l4_l5", "l5_s1"]
 
 
 def test_a_softmax_equal_to_the_training_frequencies_carries_no_evidence():
