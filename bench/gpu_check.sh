@@ -20,7 +20,7 @@ PY
 # A GPU budget: nnU-Net (the slowest learner on the CPU) gets 2x the CPU benchmark's iterations.
 "$PYTHON" bench/quality.py --run "$WORK/quality" \
   --set nnunet-train.epochs=20 --set nnunet-train.iterations=150 --set nnunet-train.val_iterations=10 \
-  --set vertebra-train.epochs=20 --set densenet-train.epochs=30 "$@" 2>&1 | tee "$LOG"
+  --set vertebra-train.epochs=20 "$@" 2>&1 | tee "$LOG"
 "$PYTHON" - "$WORK/quality/run" <<'PY'
 import json, sys
 from lumbar_core.manifest import StageInput
@@ -29,6 +29,6 @@ for stage in ("vertebra-train", "nnunet-train", "densenet-train"):
     print(stage, "device:", StageInput.open(run, stage).manifest.metrics.get("device"))
 for family, info in StageInput.open(run, "nnunet-train").read_json("training.json")["families"].items():
     last = info["pseudo_dice"][-1] if info["pseudo_dice"] else {}
-    print(f"nnU-Net {family}: tau {info['tau']} on {info['tau_regions']} regions; last pseudo Dice", json.dumps(last))
+    print(f"nnU-Net {family}: tau {info['tau']} floor {info.get('floor')} on {info['tau_regions']} regions; last pseudo Dice", json.dumps(last))
 print("predict seconds/study:", json.dumps(StageInput.open(run, "predict").read_json("timing.json")["seconds_per_study"]))
 PY

@@ -21,10 +21,10 @@ from lumbar_core.synthetic import generate, get_profile
 
 LONGER = {
     "vertebra-train.epochs": "12",
-    "nnunet-train.epochs": "10",
-    "nnunet-train.iterations": "150",
+    "nnunet-train.epochs": "8",
+    "nnunet-train.iterations": "125",
     "nnunet-train.val_iterations": "10",
-    "densenet-train.epochs": "25",
+    "densenet-train.epochs": "15",
     "run.validation_fraction": "0.25",
 }
 

@@ -92,6 +92,25 @@ def test_nnunet_training_records_pseudo_dice_per_epoch(trained):
         assert all(len(epoch) == 15 for epoch in history)
 
 
+def test_nnunet_draws_rare_classes_more_often_and_divides_that_out(trained):
+    from lumbar_core.nnunet.dataset import label_names
+
+    run = trained[0]
+    report = StageInput.open(run, "nnunet-train").read_json("training.json")["families"]
+    classes = StageInput.open(run, "balance").read_table("classes.parquet")
+    value = label_names()
+    for family, info in report.items():
+        assert info["optimizer"] == "adamw"
+        drawn = {value[name]: n for name, n in info["sampled_class_counts"].items()}
+        cases = classes[(classes["family"] == family) & classes["class"].isin(list(drawn))].set_index("class")["balanced"]
+        common, rare = int(cases.idxmax()), int(cases.idxmin())
+        # the rarest class is drawn more often, relative to the commonest, than it occurs among the cases
+        assert drawn[rare] / drawn[common] > cases[rare] / cases[common]
+        for level, q in info["class_frequencies"].items():
+            assert sum(q) == pytest.approx(1.0, abs=1e-4), level
+        assert 0.0 <= info["floor"] <= 0.2
+
+
 def test_nnunet_trains_upright_with_the_profile_plans(trained, tmp_path):
     import torch
 
