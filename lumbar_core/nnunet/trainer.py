@@ -56,7 +56,7 @@ class LumbarTrainer(nnUNetTrainer):
 
     epoch_callback: Callable[[LumbarTrainer], None] | None = None
     max_rotation_deg: float = 15.0
-    optimizer: str = "sgd"
+    optimizer_name: str = "sgd"
     learning_rate: float | None = None
     class_balance: float = 0.0
     sampled_class_counts: dict[int, int] | None = None
@@ -87,13 +87,13 @@ class LumbarTrainer(nnUNetTrainer):
             raise ValueError(f"nnU-Net optimizer {optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
         if class_balance < 0:
             raise ValueError(f"class_balance {class_balance}: expected 0 or more")
-        self.optimizer = optimizer
+        self.optimizer_name = optimizer
         self.learning_rate = learning_rate
         self.class_balance = class_balance
 
     def configure_optimizers(self):
         """nnU-Net's SGD, or AdamW; both with nnU-Net's polynomial decay over the epochs."""
-        if self.optimizer == "sgd":
+        if self.optimizer_name == "sgd":
             if self.learning_rate is not None:
                 self.initial_lr = self.learning_rate
             return super().configure_optimizers()

@@ -124,7 +124,7 @@ def _train_family(work: Path, summary: dict, params: NnunetTrainParams, run_uri:
         "tau_regions": cases,
         "class_frequencies": {level: [round(float(v), 6) for v in q] for level, q in frequencies.items()},
         "sampled_class_counts": {names[c - 1]: n for c, n in (trainer.sampled_class_counts or {}).items()},
-        "optimizer": trainer.optimizer,
+        "optimizer": trainer.optimizer_name,
         "learning_rate": trainer.initial_lr,
     }
 

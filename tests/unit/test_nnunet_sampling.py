@@ -26,7 +26,7 @@ def test_balance_power_zero_half_and_the_cap():
 def test_optimizer_settings_are_checked():
     trainer = LumbarTrainer.__new__(LumbarTrainer)
     trainer.configure_training(optimizer="adamw", learning_rate=1e-3, class_balance=0.5)
-    assert (trainer.optimizer, trainer.learning_rate, trainer.class_balance) == ("adamw", 1e-3, 0.5)
+    assert (trainer.optimizer_name, trainer.learning_rate, trainer.class_balance) == ("adamw", 1e-3, 0.5)
     with pytest.raises(ValueError, match="optimizer 'adam'"):
         trainer.configure_training(optimizer="adam")
     with pytest.raises(ValueError, match="class_balance -1"):
