@@ -1,4 +1,4 @@
-"""The project's nnU-Net trainer: upright augmentation, a length from Params and an epoch hook.
+"""The project's nnU-Net trainer: upright augmentation, AdamW, class-balanced sampling, a length from Params.
 
 Our classes carry the disc level (L1/L2 at the top of a canonical sagittal slice, L5/S1 at the
 bottom), so the augmentation must keep the image upright: nnU-Net's 2D default rotates by up to
@@ -52,7 +52,7 @@ def balanced_repeats(classes: list[set[int]], power: float, resolution: int = 10
 
 
 class LumbarTrainer(nnUNetTrainer):
-    """nnUNetTrainer with upright augmentation, a configurable length and an end-of-epoch callback."""
+    """nnUNetTrainer with upright augmentation, AdamW or SGD, class-balanced sampling and a length from Params."""
 
     epoch_callback: Callable[[LumbarTrainer], None] | None = None
     max_rotation_deg: float = 15.0
@@ -105,12 +105,13 @@ class LumbarTrainer(nnUNetTrainer):
         """nnU-Net's datasets; with ``class_balance`` the training list repeats cases of rare classes."""
         train, val = super().get_tr_and_val_datasets()
         keys = list(train.identifiers)
-        classes = [set(np.unique(np.asarray(train.load_case(k)[1])).tolist()) - {0} for k in keys]
+        # foreground classes only: nnU-Net marks background outside the image's nonzero region -1
+        classes = [{int(c) for c in np.unique(np.asarray(train.load_case(k)[1])) if c > 0} for k in keys]
         repeats = balanced_repeats(classes, self.class_balance) if self.class_balance > 0 else np.ones(len(keys), dtype=int)
         counts: dict[int, int] = {}
         for present, n in zip(classes, repeats):
             for c in present:
-                counts[int(c)] = counts.get(int(c), 0) + int(n)
+                counts[c] = counts.get(c, 0) + int(n)
         self.sampled_class_counts = dict(sorted(counts.items()))
         if self.class_balance > 0:
             repeated = [k for k, n in zip(keys, repeats) for _ in range(n)]
