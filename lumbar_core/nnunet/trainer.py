@@ -22,6 +22,7 @@ copy the checkpoint to the store so a preempted training resumes.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -40,10 +41,7 @@ def balanced_repeats(classes: list[set[int]], power: float, resolution: int = 10
     takes the rarest weight of all); weights become integer repeats, the most frequent case once
     and none more than ``resolution`` times.
     """
-    counts: dict[int, int] = {}
-    for present in classes:
-        for c in present:
-            counts[c] = counts.get(c, 0) + 1
+    counts = Counter(c for present in classes for c in present)
     if not counts:
         return np.ones(len(classes), dtype=int)
     floor = min(counts.values())
@@ -107,13 +105,12 @@ class LumbarTrainer(nnUNetTrainer):
         keys = list(train.identifiers)
         # foreground classes only: nnU-Net marks background outside the image's nonzero region -1
         classes = [{int(c) for c in np.unique(np.asarray(train.load_case(k)[1])) if c > 0} for k in keys]
-        repeats = balanced_repeats(classes, self.class_balance) if self.class_balance > 0 else np.ones(len(keys), dtype=int)
-        counts: dict[int, int] = {}
+        repeats = balanced_repeats(classes, self.class_balance)
+        drawn: Counter[int] = Counter()
         for present, n in zip(classes, repeats):
-            for c in present:
-                counts[c] = counts.get(c, 0) + int(n)
-        self.sampled_class_counts = dict(sorted(counts.items()))
-        if self.class_balance > 0:
+            drawn.update(dict.fromkeys(present, int(n)))
+        self.sampled_class_counts = dict(sorted(drawn.items()))
+        if np.any(repeats > 1):
             repeated = [k for k, n in zip(keys, repeats) for _ in range(n)]
             train = self.dataset_class(
                 self.preprocessed_dataset_folder, repeated, folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage

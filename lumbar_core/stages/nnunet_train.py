@@ -10,8 +10,8 @@ stage fails naming them, unless ``allow_missing``, which records them as warning
 
 Writes under ``{run}/nnunet-train/``: ``results/{dataset}/{trainer}__{plans}__2d/`` (plans.json,
 dataset.json, fold_0/checkpoint_final.pth, progress.png), ``training.json`` (pseudo Dice per epoch
-per class, how often training drew each class and the severity frequencies that makes per level,
-the fitted evidence weight, warnings).
+per class, how often training drew each class and the resulting severity frequencies per level,
+the fitted evidence weight and floor, warnings).
 """
 
 from __future__ import annotations
