@@ -41,7 +41,7 @@ test: lint ## lint, then every test
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: venv ## synthetic dataset, the whole pipeline (train, predict the validation studies, score), report
-	$(VENV)/bin/lumbar synth --out $(DATA) --studies 24 --test-studies 3 --profile tiny --seed 0 --overwrite --preview $(RUN)/phantom_preview.png
+	$(VENV)/bin/lumbar synth --out $(DATA) --studies 64 --test-studies 3 --profile tiny --seed 0 --overwrite --preview $(RUN)/phantom_preview.png
 	$(VENV)/bin/lumbar run --data $(DATA) --run $(RUN) --profile tiny
 	@echo "dataset: $(DATA)   preview: $(RUN)/phantom_preview.png"
 

@@ -4,7 +4,7 @@ Reads ingest (axial volumes, labels) and vertebra-segment (each level's canal ce
 labelled study and level, the crop is taken on the axial slice nearest the level's canal centre
 (found by projecting the centre into each axial stack; farther than ``max_mm`` is rejected), in the
 canonical orientation of :mod:`lumbar_core.axial`. One input channel; six outputs (left, right x
-Normal/Mild, Moderate, Severe); cross-entropy weighted (1, 2, 4); a horizontal flip swaps the left
+Normal/Mild, Moderate, Severe); cross-entropy weighted (1, 2, 4); AdamW with cosine decay; a horizontal flip swaps the left
 and right labels; small shifts and intensity changes; mixed precision on a GPU.
 
 Writes under ``{run}/densenet-train/``: ``model.pt`` (with ``tau``, the weight of its evidence
@@ -39,7 +39,7 @@ class DensenetTrainParams(Params):
         arch: densenet121, densenet169 or densenet201.
         epochs: passes over the crops.
         batch_size: crops per step.
-        lr: AdamW learning rate.
+        lr: AdamW's starting learning rate (cosine decay to zero over the run, so the last epoch is a settled model).
         size: crop size in pixels.
         crop_mm: crop side in millimetres.
         max_mm: farthest accepted distance from the level centre to an axial slice.
@@ -106,6 +106,8 @@ def run(*, run_uri: str, params: DensenetTrainParams) -> Manifest:
     dev = device()
     model = build_densenet(params.arch).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=1e-4)
+    steps = params.epochs * -(-len(train_idx) // params.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
     weight = torch.tensor(vocab.SEVERITY_WEIGHTS, device=dev)
     history = []
     for epoch in range(params.epochs):
@@ -128,6 +130,7 @@ def run(*, run_uri: str, params: DensenetTrainParams) -> Manifest:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            schedule.step()
             losses.append(loss.item())
         accuracy = _accuracy(model, crops[val_idx], targets[val_idx]) if len(val_idx) else float("nan")
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_accuracy": accuracy})

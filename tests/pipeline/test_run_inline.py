@@ -1,4 +1,9 @@
-"""The whole method end to end on the tiny phantom: `lumbar run --runner inline`, shortened for CI."""
+"""The whole method end to end: `lumbar run --runner inline` with the tiny profile on a 64-study phantom.
+
+The profile as it is (nothing shortened): about 10 minutes on 2 cores, phantom included. The same run
+asserts that the trained models beat the training split's prior on the validation split by a margin
+(bench/quality.py trains longer on more studies and prints the figures).
+"""
 
 import io
 
@@ -11,16 +16,12 @@ from lumbar_core.calibration import combine_with_prior, fit_tau
 from lumbar_core.cli import main
 from lumbar_core.manifest import StageInput
 from lumbar_core.nnunet.predict import level_distribution
+from lumbar_core.score import TERMS
 from lumbar_core.stages import nnunet_train, predict
 from lumbar_core.submission import validate_submission
 
-SHORT = {
-    "vertebra-train.epochs": "6",
-    "nnunet-train.epochs": "3",
-    "nnunet-train.iterations": "10",
-    "nnunet-train.val_iterations": "2",
-    "densenet-train.epochs": "4",
-}
+STUDIES, SEED = 64, 3
+pytestmark = pytest.mark.timeout(1800)  # the first test's time includes the module's training run
 STAGE_NAMES = [
     "ingest",
     "ingest-validation",
@@ -37,9 +38,19 @@ STAGE_NAMES = [
 
 
 @pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    """This module's phantom (shadows conftest's 16-study one): enough studies for the models to learn."""
+    from lumbar_core.synthetic import generate, get_profile
+
+    root = tmp_path_factory.mktemp("phantom64") / "data"
+    generate(root, studies=STUDIES, test_studies=2, profile=get_profile("tiny"), seed=SEED, workers=2)
+    return root
+
+
+@pytest.fixture(scope="module")
 def trained(phantom, tmp_path_factory):
     run = str(tmp_path_factory.mktemp("pipeline") / "run")
-    profile = pipeline.apply_overrides(pipeline.load_profile("tiny"), SHORT)
+    profile = pipeline.load_profile("tiny")
     logs = []
     metrics = pipeline.run_inline(str(phantom), run, profile, log=logs.append)
     return run, metrics, logs, profile
@@ -178,8 +189,6 @@ def test_a_broken_study_is_reported_and_predicted_from_the_prior(trained, monkey
 def test_rerun_skips_committed_stages_and_cli_prints_the_table(trained, phantom, capsys):
     run, _, _, _ = trained
     args = ["run", "--data", str(phantom), "--run", run, "--profile", "tiny", "--runner", "inline"]
-    for key, value in SHORT.items():
-        args += ["--set", f"{key}={value}"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.count("[skip]") == len(STAGE_NAMES) - 2, "predict and score rerun after the broken-study test changed predict"
@@ -234,10 +243,17 @@ def test_fit_tau_floors_a_model_that_is_sure_and_sometimes_wrong():
     assert 0 < tau <= 1.5
 
 
+def test_the_tiny_profile_beats_the_prior(trained):
+    _, metrics, _, _ = trained
+    prior = metrics["prior"]
+    table = {term: (round(metrics[term], 4), round(prior[term], 4)) for term in (*TERMS, "score")}
+    # seen on this phantom: about -15% overall, subarticular -45% (bench/quality.py, 240 studies, longer: -39%)
+    assert metrics["score"] <= 0.92 * prior["score"], f"(model, prior) per term: {table}"
+    assert metrics["subarticular"] <= 0.8 * prior["subarticular"], f"(model, prior) per term: {table}"
+
+
 def test_fitted_weights_are_recorded_and_used(trained):
-    run, metrics, _, _ = trained
-    # a barely trained model (CI's few iterations) earns little weight: the score stays near the prior's
-    assert metrics["score"] <= 1.15 * metrics["prior"]["score"]
+    run, _, _, _ = trained
     report = StageInput.open(run, "nnunet-train").read_json("training.json")["families"]
     for family in ("spinal", "foraminal"):
         assert 0.0 <= report[family]["tau"] <= 1.5 and report[family]["tau_regions"] > 0
