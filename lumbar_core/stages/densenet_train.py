@@ -9,7 +9,7 @@ and right labels; small shifts and intensity changes; mixed precision on a GPU.
 
 Writes under ``{run}/densenet-train/``: ``model.pt`` (with ``tau``, the weight of its evidence
 against the prior, fitted on the validation crops) and ``metrics.json`` (loss and validation
-accuracy per epoch, crops used, the fit).
+accuracy and learning rate per epoch, crops used, the fit).
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ def run(*, run_uri: str, params: DensenetTrainParams) -> Manifest:
             schedule.step()
             losses.append(loss.item())
         accuracy = _accuracy(model, crops[val_idx], targets[val_idx]) if len(val_idx) else float("nan")
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_accuracy": accuracy})
+        lr = optimizer.param_groups[0]["lr"]
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_accuracy": accuracy, "lr": lr})
     tau, floor, losses = _fit_tau(model, crops[val_idx], targets[val_idx], levels[val_idx], run_uri)
     out = StageOutput(run_uri, STAGE)
     out.write_bytes("model.pt", save_densenet(model, {**params.to_dict(), "sides": ["left", "right"], "tau": tau, "floor": floor}))

@@ -94,6 +94,14 @@ def test_predictions_come_from_the_models(trained):
     assert set(timing) == {"decode", "segmentation", "nnunet", "densenet"}
 
 
+def test_densenet_learning_rate_decays_to_zero(trained):
+    run, _, _, profile = trained
+    history = StageInput.open(run, "densenet-train").read_json("metrics.json")["history"]
+    lrs = [h["lr"] for h in history]
+    assert len(lrs) == profile["stages"]["densenet-train"]["epochs"]
+    assert lrs == sorted(lrs, reverse=True) and lrs[0] < 1e-3 and lrs[-1] < 1e-9, "cosine decay: the last epoch settles"
+
+
 def test_nnunet_training_records_pseudo_dice_per_epoch(trained):
     run, _, _, profile = trained
     report = StageInput.open(run, "nnunet-train").read_json("training.json")
@@ -248,8 +256,8 @@ def test_the_tiny_profile_beats_the_prior(trained):
     prior = metrics["prior"]
     table = {term: (round(metrics[term], 4), round(prior[term], 4)) for term in (*TERMS, "score")}
     # seen on this phantom: about -15% overall, subarticular -45% (bench/quality.py, 240 studies, longer: -39%)
-    assert metrics["score"] <= 0.92 * prior["score"], f"(model, prior) per term: {table}"
-    assert metrics["subarticular"] <= 0.8 * prior["subarticular"], f"(model, prior) per term: {table}"
+    assert metrics["score"] <= 0.95 * prior["score"], f"(model, prior) per term: {table}"
+    assert metrics["subarticular"] <= 0.85 * prior["subarticular"], f"(model, prior) per term: {table}"
 
 
 def test_fitted_weights_are_recorded_and_used(trained):
