@@ -4,8 +4,9 @@ Reads ingest (axial volumes, labels) and vertebra-segment (each level's canal ce
 labelled study and level, the crop is taken on the axial slice nearest the level's canal centre
 (found by projecting the centre into each axial stack; farther than ``max_mm`` is rejected), in the
 canonical orientation of :mod:`lumbar_core.axial`. One input channel; six outputs (left, right x
-Normal/Mild, Moderate, Severe); cross-entropy weighted (1, 2, 4); AdamW with cosine decay; a horizontal flip swaps the left
-and right labels; small shifts and intensity changes; mixed precision on a GPU.
+Normal/Mild, Moderate, Severe); cross-entropy weighted (1, 2, 4); AdamW with cosine decay to zero;
+a horizontal flip swaps the left and right labels; small shifts and intensity changes; mixed
+precision on a GPU.
 
 Writes under ``{run}/densenet-train/``: ``model.pt`` (with ``tau``, the weight of its evidence
 against the prior, fitted on the validation crops) and ``metrics.json`` (loss and validation
@@ -39,7 +40,8 @@ class DensenetTrainParams(Params):
         arch: densenet121, densenet169 or densenet201.
         epochs: passes over the crops.
         batch_size: crops per step.
-        lr: AdamW's starting learning rate (cosine decay to zero over the run, so the last epoch is a settled model).
+        lr: AdamW's starting learning rate (cosine decay to zero over the run: the last epoch is a settled
+            model, not a random point of a noisy run).
         size: crop size in pixels.
         crop_mm: crop side in millimetres.
         max_mm: farthest accepted distance from the level centre to an axial slice.
