@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from lumbar_core.models.checkpoint import from_bytes, to_bytes
 
 ARCHS = ("densenet121", "densenet169", "densenet201")
 
 
-def build_densenet(arch: str = "densenet121"):
-    """A torchvision DenseNet with a one-channel stem and a 6-way head; no weights are downloaded."""
+#: torchvision's published DenseNet files name a dense layer's parts ``norm.1``, its modules ``norm1``.
+_OLD_LAYER_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
+)
+
+
+def build_densenet(arch: str = "densenet121", weights: str = ""):
+    """A torchvision DenseNet with a one-channel stem and a 6-way head.
+
+    ``weights`` is '' (random init) or a local file of that DenseNet's pretrained weights (e.g.
+    torchvision's ImageNet file from a cache; nothing is downloaded): the stem's RGB filters are summed
+    to one channel and the classifier is left new.
+    """
     import torch
     import torchvision
 
@@ -17,7 +31,29 @@ def build_densenet(arch: str = "densenet121"):
     model = getattr(torchvision.models, arch)(weights=None, num_classes=6)
     old = model.features.conv0
     model.features.conv0 = torch.nn.Conv2d(1, old.out_channels, kernel_size=7, stride=2, padding=3, bias=False)
+    if weights:
+        _load_pretrained(model, Path(weights))
     return model
+
+
+def _load_pretrained(model, path: Path) -> None:
+    import torch
+
+    if not path.is_file():
+        raise FileNotFoundError(f"DenseNet weights {path} not found (weights are never downloaded)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    state = {_OLD_LAYER_KEY.sub(r"\1\2", k): v for k, v in state.items() if not k.startswith("classifier.")}
+    stem = state.get("features.conv0.weight")
+    if stem is not None and stem.shape[1] == 3:
+        state["features.conv0.weight"] = stem.sum(dim=1, keepdim=True)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor of another shape
+        raise ValueError(f"{path}: not weights of this DenseNet ({str(e).splitlines()[-1].strip()})") from e
+    missing = [k for k in missing if not k.startswith("classifier.")]
+    if missing or unexpected:
+        raise ValueError(f"{path}: not weights of this DenseNet (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
 def save_densenet(model, config: dict) -> bytes:

@@ -38,6 +38,8 @@ class DensenetTrainParams(Params):
 
     Attributes:
         arch: densenet121, densenet169 or densenet201.
+        weights: '' (random init) or a local file of the arch's pretrained weights (torchvision's
+            ImageNet file, for one; never downloaded).
         epochs: passes over the crops.
         batch_size: crops per step.
         lr: AdamW's starting learning rate (cosine decay to zero over the run: the last epoch is a settled
@@ -50,6 +52,7 @@ class DensenetTrainParams(Params):
     """
 
     arch: str = "densenet121"
+    weights: str = ""
     epochs: int = 10
     batch_size: int = 16
     lr: float = 1e-3
@@ -106,7 +109,7 @@ def run(*, run_uri: str, params: DensenetTrainParams) -> Manifest:
     val = np.isin(studies, list(val_studies))
     train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
     dev = device()
-    model = build_densenet(params.arch).to(dev)
+    model = build_densenet(params.arch, params.weights).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=1e-4)
     steps = params.epochs * -(-len(train_idx) // params.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
