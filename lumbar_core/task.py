@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lumbar_core import pipeline
+from lumbar_core.cpus import limit_torch_threads, task_threads
 from lumbar_core.manifest import Manifest, ManifestError, StageInput
 from lumbar_core.params import Params
 from lumbar_core.stages import get_stage
@@ -101,7 +102,10 @@ def run_task(
     """Run one stage as a pipeline task; ``log_metric`` receives its numeric metrics."""
     check_upstream(run_uri, after)
     params = stage_params(stage, profile, overrides, fixed)
-    manifest: Manifest = get_stage(stage).run(run_uri=run_uri, params=params, **dict(inputs or {}))
+    spec = get_stage(stage)
+    if spec.node == "gpu":  # the torch stages (on a CPU too)
+        limit_torch_threads(task_threads(int(getattr(params, "shard_count", 1) or 1)))
+    manifest: Manifest = spec.run(run_uri=run_uri, params=params, **dict(inputs or {}))
     if log_metric is not None:
         for key, value in numeric_metrics(manifest.metrics).items():
             log_metric(key, value)

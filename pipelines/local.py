@@ -8,6 +8,7 @@ Python). Stages read and write the store exactly as on a cluster (a path, file:/
 from __future__ import annotations
 
 import builtins
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from kfp import components, local
 
 from lumbar_core import store
+from lumbar_core.cpus import SHARED_ENV
 from lumbar_core.manifest import stage_uri
 from pipelines.build import get_builder
 from pipelines.compile import compile_pipeline
@@ -64,9 +66,15 @@ def run_local(
         compiled = components.load_component_from_file(str(compile_pipeline(func, Path(tmp) / f"{pipeline}.yaml")))
     local.init(local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root or local_pipeline_root(run_uri), raise_on_error=True)
     saved_print = builtins.print
+    saved_shared = os.environ.get(SHARED_ENV)
+    os.environ[SHARED_ENV] = "1"  # the tasks are subprocesses on this machine: parallel shards split its CPUs
     try:
         compiled(**arguments)
     finally:
+        if saved_shared is None:
+            os.environ.pop(SHARED_ENV, None)
+        else:
+            os.environ[SHARED_ENV] = saved_shared
         # kfp.local indents print() while a task runs by swapping builtins.print; its parallel loop
         # iterations restore each other's wrappers, which can leave one installed.
         builtins.print = saved_print

@@ -22,7 +22,7 @@ into ``{run}/{name}-shard-{i}/``, and ``predict-merge`` combines the shards into
 
 Writes under ``{run}/predict/``: ``predictions.parquet`` (study_id, condition, level, normal_mild,
 moderate, severe, source: nnunet | densenet | prior), ``levels.parquet``, ``problems.parquet`` and
-``timing.json`` (seconds per study by step).
+``timing.json`` (seconds per study by step; torch's threads, per shard once merged).
 """
 
 from __future__ import annotations
@@ -262,14 +262,21 @@ def run(*, run_uri: str, params: PredictParams) -> Manifest:
     predictions = pd.DataFrame(rows, columns=COLUMNS)
     frames = (predictions, pd.DataFrame(level_rows), pd.DataFrame(problems, columns=["study_id", "kind", "message"]))
     per_study = {k: v / max(1, len(studies)) for k, v in timing.items()}
-    return _commit(out, frames, per_study, len(studies), params={**params.to_dict(), "models_uri": models_uri})
+    threads = _torch_threads()
+    return _commit(out, frames, per_study, len(studies), params={**params.to_dict(), "models_uri": models_uri}, threads=threads)
 
 
-def _commit(out: StageOutput, frames, per_study: dict[str, float], studies: int, *, params: dict) -> Manifest:
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _commit(out: StageOutput, frames, per_study: dict[str, float], studies: int, *, params: dict, threads: list | int) -> Manifest:
     predictions, _, problems = frames
     for name, frame in zip(TABLES, frames):
         out.write_table(name, frame)
-    out.write_json("timing.json", {"seconds_per_study": per_study, "studies": studies})
+    out.write_json("timing.json", {"seconds_per_study": per_study, "studies": studies, "threads": threads})
     sources = predictions["source"].value_counts().to_dict()
     metrics = {"studies": studies, **{f"rows_{k}": int(v) for k, v in sources.items()}, "problems": len(problems)}
     return out.commit(params=params, metrics=metrics)
@@ -286,4 +293,7 @@ def merge(*, run_uri: str, params: MergeParams) -> Manifest:
     steps = sorted({k for t in timings for k in t["seconds_per_study"]})
     per_study = {k: sum(t["seconds_per_study"].get(k, 0.0) * t["studies"] for t in timings) / max(1, studies) for k in steps}
     out = StageOutput(run_uri, params.name)
-    return _commit(out, frames, per_study, studies, params={**params.to_dict(), "shards": [s.params for s in shards]})
+    shard_params = [s.params for s in shards]
+    return _commit(
+        out, frames, per_study, studies, params={**params.to_dict(), "shards": shard_params}, threads=[t.get("threads") for t in timings]
+    )

@@ -11,6 +11,7 @@ import pytest
 
 from lumbar_core import store
 from lumbar_core.cli import main
+from lumbar_core.cpus import cpu_budget
 from lumbar_core.manifest import StageInput
 from lumbar_core.submission import validate_submission
 from tests.pipeline.test_run_inline import STAGE_NAMES
@@ -49,6 +50,8 @@ def test_the_pipeline_succeeds_and_every_stage_is_committed_on_s3(kfp_run):
         assert StageInput.open(run, stage).manifest.stage == stage
     merged = StageInput.open(run, "predict")
     assert [s["shard_index"] for s in merged.params["shards"]] == [0, 1]
+    # the two predict shards ran at once on this machine: each took half its CPUs for torch
+    assert merged.read_json("timing.json")["threads"] == [max(1, cpu_budget() // 2)] * 2
     assert merged.manifest.metrics["studies"] == StageInput.open(run, "ingest-validation").manifest.metrics["studies"]
 
 
