@@ -255,7 +255,7 @@ def test_the_tiny_profile_beats_the_prior(trained):
     _, metrics, _, _ = trained
     prior = metrics["prior"]
     table = {term: (round(metrics[term], 4), round(prior[term], 4)) for term in (*TERMS, "score")}
-    # seen on this phantom: about -15% overall, subarticular -45% (bench/quality.py, 240 studies, longer: -39%)
+    # seen on this phantom: about -15% overall, subarticular -45% (bench/quality.py, 240 studies, longer: -45%)
     assert metrics["score"] <= 0.95 * prior["score"], f"(model, prior) per term: {table}"
     assert metrics["subarticular"] <= 0.85 * prior["subarticular"], f"(model, prior) per term: {table}"
 
