@@ -49,9 +49,7 @@ def task_threads(shard_count: int = 1, *, shared: bool | None = None, budget: in
 
 
 def limit_torch_threads(threads: int) -> None:
-    """Set torch's intra-op threads (nothing where torch is not installed)."""
-    try:
-        import torch
-    except ImportError:
-        return
+    """Set torch's intra-op threads."""
+    import torch
+
     torch.set_num_threads(threads)

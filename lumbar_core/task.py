@@ -104,7 +104,7 @@ def run_task(
     params = stage_params(stage, profile, overrides, fixed)
     spec = get_stage(stage)
     if spec.node == "gpu":  # the torch stages (on a CPU too)
-        limit_torch_threads(task_threads(int(getattr(params, "shard_count", 1) or 1)))
+        limit_torch_threads(task_threads(getattr(params, "shard_count", 1)))
     manifest: Manifest = spec.run(run_uri=run_uri, params=params, **dict(inputs or {}))
     if log_metric is not None:
         for key, value in numeric_metrics(manifest.metrics).items():

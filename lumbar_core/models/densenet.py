@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lumbar_core.models.checkpoint import from_bytes, to_bytes
+from lumbar_core.models.checkpoint import from_bytes, read_pretrained, to_bytes
 
 ARCHS = ("densenet121", "densenet169", "densenet201")
 
@@ -37,16 +37,8 @@ def build_densenet(arch: str = "densenet121", weights: str = ""):
 
 
 def _load_pretrained(model, path: Path) -> None:
-    import torch
-
-    if not path.is_file():
-        raise FileNotFoundError(f"DenseNet weights {path} not found (weights are never downloaded)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
+    state = read_pretrained(path, "DenseNet weights", stem="features.conv0.weight")
     state = {_OLD_LAYER_KEY.sub(r"\1\2", k): v for k, v in state.items() if not k.startswith("classifier.")}
-    stem = state.get("features.conv0.weight")
-    if stem is not None and stem.shape[1] == 3:
-        state["features.conv0.weight"] = stem.sum(dim=1, keepdim=True)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # a tensor of another shape

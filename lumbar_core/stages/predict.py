@@ -262,8 +262,7 @@ def run(*, run_uri: str, params: PredictParams) -> Manifest:
     predictions = pd.DataFrame(rows, columns=COLUMNS)
     frames = (predictions, pd.DataFrame(level_rows), pd.DataFrame(problems, columns=["study_id", "kind", "message"]))
     per_study = {k: v / max(1, len(studies)) for k, v in timing.items()}
-    threads = _torch_threads()
-    return _commit(out, frames, per_study, len(studies), params={**params.to_dict(), "models_uri": models_uri}, threads=threads)
+    return _commit(out, frames, per_study, len(studies), params={**params.to_dict(), "models_uri": models_uri}, threads=_torch_threads())
 
 
 def _torch_threads() -> int:
