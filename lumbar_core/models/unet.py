@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lumbar_core.models.checkpoint import from_bytes, to_bytes
+from lumbar_core.models.checkpoint import from_bytes, read_pretrained, to_bytes
 
 ENCODERS = ("resnet18", "resnet34", "resnet50")
 
@@ -32,22 +32,18 @@ def build_unet(encoder: str, classes: int, encoder_weights: str = ""):
     A 3-channel first convolution in the file is summed over its input channels to fit one channel.
     """
     import segmentation_models_pytorch as smp
-    import torch
 
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
     model = smp.Unet(encoder_name=encoder, encoder_weights=None, in_channels=1, classes=classes)
     if encoder_weights:
         path = Path(encoder_weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"encoder weights {path} not found (weights are never downloaded)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
-        if "conv1.weight" in state and state["conv1.weight"].shape[1] == 3:
-            state["conv1.weight"] = state["conv1.weight"].sum(dim=1, keepdim=True)
-        missing, _ = model.encoder.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False)
+        state = {k: v for k, v in read_pretrained(path, "encoder weights", stem="conv1.weight").items() if not k.startswith("fc.")}
+        # smp's encoders override load_state_dict and return nothing: find what is missing first
+        missing = [k for k in model.encoder.state_dict() if k not in state]
         if missing:
             raise ValueError(f"{path}: encoder weights lack {', '.join(missing[:5])}")
+        model.encoder.load_state_dict(state, strict=False)
     return model
 
 

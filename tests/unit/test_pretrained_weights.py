@@ -1,4 +1,4 @@
-"""Pretrained DenseNet weights from a local file: torchvision's published key names, RGB stem to one channel."""
+"""Pretrained weights from a local file (U-Net encoder, DenseNet): RGB stems to one channel, torchvision's key names."""
 
 import re
 
@@ -7,6 +7,7 @@ import torch
 import torchvision
 
 from lumbar_core.models.densenet import build_densenet
+from lumbar_core.models.unet import build_unet
 
 
 def _published_names(state: dict) -> dict:
@@ -42,3 +43,17 @@ def test_weights_of_another_densenet_or_no_file_are_refused(imagenet_like, tmp_p
     with pytest.raises(FileNotFoundError, match="never downloaded"):
         build_densenet("densenet121", str(tmp_path / "absent.pth"))
     assert build_densenet("densenet121").features.conv0.in_channels == 1
+
+
+def test_unet_encoder_weights_load_with_a_one_channel_stem(tmp_path):
+    torch.manual_seed(0)
+    state = torchvision.models.resnet18(weights=None).state_dict()  # an ImageNet-format ResNet file
+    path = tmp_path / "resnet18.pth"
+    torch.save(state, path)
+    encoder = build_unet("resnet18", 3, str(path)).encoder.state_dict()
+    torch.testing.assert_close(encoder["conv1.weight"], state["conv1.weight"].sum(dim=1, keepdim=True))
+    torch.testing.assert_close(encoder["layer3.1.bn2.running_mean"], state["layer3.1.bn2.running_mean"])
+    with pytest.raises(FileNotFoundError, match="encoder weights .* never downloaded"):
+        build_unet("resnet18", 3, str(tmp_path / "absent.pth"))
+    with pytest.raises(ValueError, match="encoder weights lack"):
+        build_unet("resnet34", 3, str(path))
