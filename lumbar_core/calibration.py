@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from lumbar_core import vocab
+from lumbar_core.classes import level_classes
 
 TAU_GRID = tuple(round(t, 2) for t in np.arange(0.0, 1.51, 0.1))
 FLOOR_GRID = (0.0, 0.02, 0.05, 0.1, 0.2)
@@ -34,12 +35,12 @@ def combine_with_prior(prior: np.ndarray, evidence: np.ndarray, tau: float) -> n
 def level_frequencies(class_counts: dict[int, int], *, pseudo_count: float = 1.0) -> dict[str, np.ndarray]:
     """Per level, the severity frequencies of nnU-Net's classes as its training sampled them.
 
-    ``class_counts`` maps class (1 + 3 x level index + severity) to how often training drew a case
+    ``class_counts`` maps class (:func:`lumbar_core.classes.class_of`) to how often training drew a case
     holding it; absent classes get ``pseudo_count`` so no frequency is 0.
     """
     out: dict[str, np.ndarray] = {}
-    for i, level in enumerate(vocab.LEVELS):
-        counts = np.array([class_counts.get(1 + 3 * i + s, 0) + pseudo_count for s in range(len(vocab.SEVERITY_COLUMNS))], dtype=float)
+    for level in vocab.LEVELS:
+        counts = np.array([class_counts.get(c, 0) + pseudo_count for c in level_classes(level)], dtype=float)
         out[level] = counts / counts.sum()
     return out
 

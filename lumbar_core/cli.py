@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from lumbar_core.errors import UserError
+
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from lumbar_core import labels, score, store
@@ -32,7 +34,7 @@ def _cmd_prior(args: argparse.Namespace) -> int:
     truth = labels.read_labels(pd.read_csv(store.bytes_io(args.truth)), source=args.truth)
     studies = pd.read_csv(store.bytes_io(args.studies))
     if "study_id" not in studies.columns:
-        raise ValueError(f"{args.studies}: no 'study_id' column")
+        raise UserError(f"{args.studies}: no 'study_id' column")
     ids = studies["study_id"].astype(int).unique()
     sub = prior_submission(ids, prior_table(truth), reweighted=not args.no_reweight)
     write_submission(sub, args.out, study_ids=ids)
@@ -45,7 +47,7 @@ def _parse_sets(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set takes key=value, got {pair!r}")
+            raise UserError(f"--set takes key=value, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
 
@@ -71,7 +73,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     )
     if args.preview:
         if summary["train_studies"] == 0:
-            raise ValueError("--preview needs at least one training study")
+            raise UserError("--preview needs at least one training study")
         print(f"preview: {write_preview(args.out, args.preview)}")
     return 0
 
@@ -107,7 +109,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     profile = pipeline.apply_overrides(pipeline.load_profile(args.profile), dict(overrides))
     if args.runner == "inline":
         if args.pipeline != "train":
-            raise ValueError("--runner inline runs the train pipeline only; use the default kfp-local runner for inference")
+            raise UserError("--runner inline runs the train pipeline only; use the default kfp-local runner for inference")
         metrics = pipeline.run_inline(args.data, args.run, profile, spider_uri=args.spider, force=args.force)
     else:
         metrics = _kfp_layer("local").run_local(
@@ -215,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="lumbar", description="Lumbar spine degeneration grading (RSNA 2024 LSDC).")
     parser.add_argument("--version", action="version", version=f"lumbar {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of errors reported in one line")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = verbs.add_parser("score", help="score a submission against labels (train.csv or long form)")
@@ -289,16 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``lumbar`` console script."""
-    from lumbar_core.labels import LabelError
+    """Entry point of the ``lumbar`` console script.
+
+    Errors in what the user gave (:class:`~lumbar_core.errors.UserError` and its subclasses), store,
+    manifest, missing-file, permission and connection errors are printed as one line
+    ``lumbar VERB: error: MESSAGE`` with exit status 2 (``--debug``: with the traceback). Any other
+    exception is a bug and propagates with its traceback.
+    """
     from lumbar_core.manifest import ManifestError
     from lumbar_core.store import StoreError
-    from lumbar_core.submission import SubmissionError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (LabelError, SubmissionError, StoreError, ManifestError, FileNotFoundError, KeyError, ValueError, ConnectionError) as exc:
+    except (UserError, StoreError, ManifestError, FileNotFoundError, PermissionError, ConnectionError) as exc:
+        if args.debug:
+            raise
         print(f"lumbar {args.verb}: error: {exc}", file=sys.stderr)
         return 2
 

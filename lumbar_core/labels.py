@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 
 from lumbar_core import vocab
+from lumbar_core.errors import UserError
 
 LONG_COLUMNS = ["row_id", "study_id", "condition", "level", "group", "severity"]
 
 
-class LabelError(ValueError):
+class LabelError(UserError):
     """A label table that cannot be read; the message names the column, study or row at fault."""
 
 

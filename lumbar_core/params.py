@@ -6,10 +6,12 @@ import dataclasses
 import typing
 from typing import Any, TypeVar
 
+from lumbar_core.errors import UserError
+
 P = TypeVar("P", bound="Params")
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError):
     """Unknown parameter names or values of the wrong type; the message lists the valid names."""
 
 

@@ -14,7 +14,6 @@ Parameters come from a profile (``lumbar_core/profiles/{name}.yaml``: stage -> p
 from __future__ import annotations
 
 import time
-import zlib
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -23,7 +22,9 @@ import pandas as pd
 import yaml
 
 from lumbar_core import store
+from lumbar_core.errors import UnknownNameError, UserError
 from lumbar_core.manifest import MANIFEST, stage_uri
+from lumbar_core.splits import split_groups
 from lumbar_core.stages import STAGES
 
 VALIDATION_INGEST = "ingest-validation"
@@ -33,7 +34,7 @@ def load_profile(name: str) -> dict[str, Any]:
     """A profile's ``run`` and ``stages`` settings; an unknown name lists the valid ones."""
     files = {p.name.removesuffix(".yaml"): p for p in resources.files("lumbar_core.profiles").iterdir() if p.name.endswith(".yaml")}
     if name not in files:
-        raise ValueError(f"unknown profile {name!r}; valid: {', '.join(sorted(files))}")
+        raise UnknownNameError(f"unknown profile {name!r}; valid: {', '.join(sorted(files))}")
     data = yaml.safe_load(files[name].read_text())
     return {"run": data.get("run", {}), "stages": {k: dict(v or {}) for k, v in data.get("stages", {}).items()}}
 
@@ -43,21 +44,19 @@ def apply_overrides(profile: dict[str, Any], overrides: dict[str, str]) -> dict[
     for dotted, value in overrides.items():
         section, _, key = dotted.partition(".")
         if not key:
-            raise ValueError(f"--set takes stage.key=value, got {dotted!r}")
+            raise UserError(f"--set takes stage.key=value, got {dotted!r}")
         if section == "run":
             profile["run"][key] = value
         elif section in STAGES:
             profile["stages"].setdefault(section, {})[key] = value
         else:
-            raise ValueError(f"--set {dotted}: unknown stage {section!r}; valid: run, {', '.join(STAGES)}")
+            raise UserError(f"--set {dotted}: unknown stage {section!r}; valid: run, {', '.join(STAGES)}")
     return profile
 
 
 def split_studies(study_ids: list[int], validation_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Training and validation studies, by a hash of each id (stable when studies are added)."""
-    ranked = sorted(study_ids, key=lambda s: zlib.crc32(f"{seed}:{s}".encode()))
-    n_val = max(1, round(len(ranked) * validation_fraction)) if len(ranked) > 1 else 0
-    return sorted(ranked[n_val:]), sorted(ranked[:n_val])
+    """Training and validation studies (see :func:`lumbar_core.splits.split_groups`)."""
+    return split_groups(study_ids, validation_fraction, seed)
 
 
 @dataclass
@@ -75,14 +74,14 @@ def training_split(data_uri: str, profile: dict[str, Any]) -> tuple[list[int], l
     where = store.join(data_uri, "train.csv")
     labels = pd.read_csv(store.bytes_io(where))
     if "study_id" not in labels.columns:
-        raise ValueError(f"{where}: no 'study_id' column")
+        raise UserError(f"{where}: no 'study_id' column")
     train, val = split_studies(
         sorted(labels["study_id"].astype(int).unique()),
         float(profile["run"].get("validation_fraction", 0.25)),
         int(profile["run"].get("seed", 0)),
     )
     if not train or not val:
-        raise ValueError(f"{where} has {len(labels)} studies: need at least two to split into training and validation")
+        raise UserError(f"{where} has {len(labels)} studies: need at least two to split into training and validation")
     return train, val
 
 

@@ -4,7 +4,7 @@
 |---|---|
 | ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) | S3-compatible endpoint (MinIO, SeaweedFS, moto); unset means AWS |
 | ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_DEFAULT_REGION`` | read by boto3 itself |
-| ``LUMBAR_S3_MAX_ATTEMPTS`` | attempts per S3 call before giving up (default 6) |
+| ``LUMBAR_S3_MAX_ATTEMPTS`` | HTTP attempts per S3 call before giving up (default 6; botocore itself never retries) |
 | ``LUMBAR_CODE_VERSION`` | code version recorded in stage manifests (images set it; default: package version) |
 | ``LUMBAR_WORKERS`` | worker processes for parallel work (default: CPU count) |
 """
@@ -20,7 +20,11 @@ def aws_endpoint_url() -> str | None:
 
 
 def s3_max_attempts() -> int:
-    """How many times one S3 operation is tried before its error is raised."""
+    """How many times one S3 operation is tried before its error is raised.
+
+    This is the only retry count: :func:`lumbar_core.store.retry` makes these attempts, while botocore
+    is configured for one HTTP attempt per call and boto3's transfers for one download attempt.
+    """
     return max(1, int(os.environ.get("LUMBAR_S3_MAX_ATTEMPTS", "6")))
 
 

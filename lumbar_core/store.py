@@ -6,7 +6,9 @@ addressing and the endpoint from ``AWS_ENDPOINT_URL`` (see :mod:`lumbar_core.set
 
 Writes are all-or-nothing: local files are written to a temporary name and renamed into place;
 an S3 PUT or multipart upload is only visible once complete. Transient S3 errors (throttling,
-5xx, dropped connections) are retried with exponential backoff.
+5xx, dropped connections) are retried with exponential backoff by :func:`retry`, the one retry
+layer: botocore makes a single HTTP attempt per call and boto3's managed transfers do not retry
+downloads themselves, so one logical call makes at most ``LUMBAR_S3_MAX_ATTEMPTS`` attempts.
 """
 
 from __future__ import annotations
@@ -107,13 +109,24 @@ def _s3():
 
             config = Config(
                 s3={"addressing_style": "path"},
-                retries={"max_attempts": settings.s3_max_attempts(), "mode": "standard"},
+                # One HTTP attempt per botocore call: retry() is the only retry layer. In the client
+                # config "max_attempts" counts retries (0 = none) and "total_max_attempts" counts the
+                # first request too; the latter takes precedence, also over AWS_MAX_ATTEMPTS and
+                # ~/.aws/config.
+                retries={"total_max_attempts": 1, "mode": "standard"},
                 connect_timeout=10,
                 read_timeout=120,
             )
             client = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
             _clients[key] = client
         return client
+
+
+def _transfer_config():
+    """boto3's managed-transfer settings: no retries of their own (``retry`` retries the whole transfer)."""
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(num_download_attempts=1, preferred_transfer_client="classic")
 
 
 _TRANSIENT_CODES = {
@@ -131,10 +144,27 @@ _TRANSIENT_CODES = {
 }
 
 
+def _underlying(exc: BaseException) -> BaseException:
+    """The botocore error inside the wrappers of boto3's managed transfers (else ``exc`` itself).
+
+    ``upload_file`` turns a ClientError into ``S3UploadFailedError`` (raised while handling it) and
+    ``download_file`` turns a broken stream into ``RetriesExceededError(last_exception)``.
+    """
+    from boto3.exceptions import RetriesExceededError, S3UploadFailedError
+    from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceededError
+
+    if isinstance(exc, (RetriesExceededError, TransferRetriesExceededError)) and exc.last_exception is not None:
+        return exc.last_exception
+    if isinstance(exc, S3UploadFailedError) and exc.__context__ is not None:
+        return exc.__context__
+    return exc
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether an error from boto3 is worth retrying (throttling, 5xx, broken connections)."""
     from botocore import exceptions as bx
 
+    exc = _underlying(exc)
     if isinstance(exc, (bx.ConnectionError, bx.HTTPClientError, bx.IncompleteReadError, bx.ResponseStreamingError)):
         return True
     if isinstance(exc, bx.ClientError):
@@ -170,22 +200,35 @@ def retry(
     raise AssertionError(f"unreachable: {what}")
 
 
+_CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE naming a profile in ~/.aws/credentials"
+
+
 def _s3_call(uri: str, op: Callable[[], T]) -> T:
-    """Run one S3 operation with retries; map 'not found' to :class:`ObjectNotFound`."""
-    from botocore.exceptions import ClientError
+    """Run one S3 operation with retries; map its errors to one-line :class:`StoreError` naming the URI.
+
+    'Not found' becomes :class:`ObjectNotFound`; missing credentials say how to provide them.
+    """
+    from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
     try:
         return retry(op, what=uri)
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in {"NoSuchKey", "404", "NotFound"}:
-            raise ObjectNotFound(f"no such object: {uri}") from None
-        if code == "NoSuchBucket":
-            raise ObjectNotFound(f"no such bucket: {uri}") from None
-        raise StoreError(f"S3 error on {uri}: {code}: {exc}") from exc
     except Exception as exc:
-        if is_transient(exc):
-            raise StoreError(f"S3 unreachable for {uri} after retries: {exc}") from exc
+        inner = _underlying(exc)
+        if isinstance(inner, NoCredentialsError):
+            raise StoreError(f"no S3 credentials for {uri}: {_CREDENTIALS_HINT}") from exc
+        if isinstance(inner, PartialCredentialsError):
+            raise StoreError(f"incomplete S3 credentials for {uri} ({inner}): {_CREDENTIALS_HINT}") from exc
+        if isinstance(inner, ClientError):
+            code = str(inner.response.get("Error", {}).get("Code", ""))
+            if code in {"NoSuchKey", "404", "NotFound"}:
+                raise ObjectNotFound(f"no such object: {uri}") from None
+            if code == "NoSuchBucket":
+                raise ObjectNotFound(f"no such bucket: {uri}") from None
+            if is_transient(inner):
+                raise StoreError(f"S3 error on {uri} after {settings.s3_max_attempts()} attempts: {code}: {inner}") from exc
+            raise StoreError(f"S3 error on {uri}: {code}: {inner}") from exc
+        if is_transient(inner):
+            raise StoreError(f"S3 unreachable for {uri} after {settings.s3_max_attempts()} attempts: {inner}") from exc
         raise
 
 
@@ -294,7 +337,7 @@ def download(uri: str, local_path: str | os.PathLike) -> Path:
     with _atomic_local(dest) as tmp:
         if is_s3(uri):
             bucket, key = _split_s3(uri)
-            _s3_call(uri, lambda: _s3().download_file(bucket, key, str(tmp)))
+            _s3_call(uri, lambda: _s3().download_file(bucket, key, str(tmp), Config=_transfer_config()))
         else:
             try:
                 shutil.copyfile(_local_path(uri), tmp)
@@ -373,7 +416,7 @@ def upload(local_path: str | os.PathLike, uri: str) -> None:
     src = Path(local_path)
     if is_s3(uri):
         bucket, key = _split_s3(uri)
-        _s3_call(uri, lambda: _s3().upload_file(str(src), bucket, key))
+        _s3_call(uri, lambda: _s3().upload_file(str(src), bucket, key, Config=_transfer_config()))
         return
     dest = _local_path(uri)
     if dest.resolve() == src.resolve():
@@ -387,7 +430,7 @@ def copy(src_uri: str, dst_uri: str) -> None:
     if is_s3(src_uri) and is_s3(dst_uri):
         sb, sk = _split_s3(src_uri)
         db, dk = _split_s3(dst_uri)
-        _s3_call(src_uri, lambda: _s3().copy({"Bucket": sb, "Key": sk}, db, dk))
+        _s3_call(src_uri, lambda: _s3().copy({"Bucket": sb, "Key": sk}, db, dk, Config=_transfer_config()))
     elif is_s3(src_uri):
         with local_file(src_uri) as path:
             upload(path, dst_uri)

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 
 from lumbar_core import store, vocab
+from lumbar_core.errors import UserError
 
 COLUMNS = ["row_id", *vocab.SEVERITY_COLUMNS]
 
 
-class SubmissionError(ValueError):
+class SubmissionError(UserError):
     """A submission that breaks the format; the message names the offending row_ids."""
 
 

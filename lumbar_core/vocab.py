@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from lumbar_core.errors import UserError
+
 CONDITIONS: tuple[str, ...] = (
     "spinal_canal_stenosis",
     "left_neural_foraminal_narrowing",
@@ -73,7 +75,7 @@ _LEVEL_FROM_TITLE = {title: name for name, title in LEVEL_TITLES.items()}
 _SEVERITY_INDEX = {name: i for i, name in enumerate(SEVERITIES)}
 
 
-class VocabularyError(ValueError):
+class VocabularyError(UserError):
     """A name that is not one of the competition's conditions, levels or severities."""
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from kfp import dsl
 
 from components import COMPONENTS, with_image
+from lumbar_core.errors import UnknownNameError
 from lumbar_core.pipeline import VALIDATION_INGEST
 from lumbar_core.stages import STAGES
 from pipelines.images import Images
@@ -176,7 +177,7 @@ def build_stage(
     committed) plus the GPU placement for GPU stages.
     """
     if stage not in STAGES:
-        raise KeyError(f"unknown stage {stage!r}; valid: {', '.join(STAGES)}")
+        raise UnknownNameError(f"unknown stage {stage!r}; valid: {', '.join(STAGES)}")
     t = _Tasks(images, s3_secret, retries)
     component = COMPONENTS[stage]
     wanted = [p for p in inspect.signature(component.python_func).parameters.values() if p.name != "after" and _is_input(p)]
@@ -233,4 +234,4 @@ def get_builder(pipeline: str) -> Callable:
     try:
         return BUILDERS[pipeline]
     except KeyError:
-        raise ValueError(f"unknown pipeline {pipeline!r}; valid: {', '.join(BUILDERS)}") from None
+        raise UnknownNameError(f"unknown pipeline {pipeline!r}; valid: {', '.join(BUILDERS)}") from None

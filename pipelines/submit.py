@@ -12,6 +12,7 @@ import kfp
 import yaml
 from urllib3.exceptions import MaxRetryError
 
+from lumbar_core.errors import UserError
 from pipelines.build import DEFAULT_PROFILE, DEFAULT_S3_SECRET, build_stage, get_builder
 from pipelines.compile import compile_pipeline
 from pipelines.images import Images
@@ -32,7 +33,7 @@ def parse_arguments(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--arg takes key=value, got {pair!r}")
+            raise UserError(f"--arg takes key=value, got {pair!r}")
         try:
             out[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
@@ -95,6 +96,6 @@ def check_arguments(path: Path, arguments: dict[str, Any]) -> None:
     missing = sorted(k for k, v in inputs.items() if not v.get("isOptional") and k not in arguments)
     name = spec["pipelineInfo"]["name"]
     if unknown:
-        raise ValueError(f"{name}: unknown argument(s) {', '.join(unknown)}; valid: {', '.join(sorted(inputs))}")
+        raise UserError(f"{name}: unknown argument(s) {', '.join(unknown)}; valid: {', '.join(sorted(inputs))}")
     if missing:
-        raise ValueError(f"{name}: missing argument(s) {', '.join(missing)} (give them as --arg KEY=VALUE)")
+        raise UserError(f"{name}: missing argument(s) {', '.join(missing)} (give them as --arg KEY=VALUE)")

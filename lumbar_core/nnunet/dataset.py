@@ -10,19 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lumbar_core import vocab
+from lumbar_core.classes import label_names
 
 FILE_ENDING = ".nii.gz"
 DUMMY_SPACING = 999.0  # the third spacing of a 2D image
-
-
-def label_names() -> dict[str, int]:
-    """nnU-Net's ``labels`` entry: background plus one class per (level, severity)."""
-    out = {"background": 0}
-    for i, level in enumerate(vocab.LEVELS):
-        for s, severity in enumerate(vocab.SEVERITY_COLUMNS):
-            out[f"{level}_{severity}"] = 1 + 3 * i + s
-    return out
 
 
 def dataset_name(dataset_id: int, family: str) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from lumbar_core import vocab
+from lumbar_core.classes import SEVERITY_COUNT, level_classes
 from lumbar_core.nnunet.dataset import DUMMY_SPACING
 
 
@@ -64,17 +65,17 @@ def level_distribution(probs: np.ndarray, level: str, point_px: tuple[float, flo
     the mean softmax of its three classes; if none is, the mean softmax of each severity summed over
     all levels (the severity is read even where the level is confused).
     """
-    i = vocab.LEVELS.index(level)
+    classes = level_classes(level)
     rows, cols = np.mgrid[0 : probs.shape[1], 0 : probs.shape[2]]
     disk = np.hypot(cols - point_px[0], rows - point_px[1]) <= region_px
     if not disk.any():
         return None
     predicted = probs.argmax(axis=0)
-    mask = disk & (predicted >= 1 + 3 * i) & (predicted <= 3 + 3 * i)
+    mask = disk & (predicted >= classes.start) & (predicted < classes.stop)
     if mask.any():
-        dist = probs[1 + 3 * i : 4 + 3 * i][:, mask].mean(axis=1)
+        dist = probs[classes.start : classes.stop][:, mask].mean(axis=1)
     else:
-        per_severity = probs[1:].reshape(len(vocab.LEVELS), 3, *probs.shape[1:]).sum(axis=0)
+        per_severity = probs[1:].reshape(len(vocab.LEVELS), SEVERITY_COUNT, *probs.shape[1:]).sum(axis=0)
         dist = per_severity[:, disk].mean(axis=1)
     total = dist.sum()
     return dist / total if total > 0 else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lumbar_core.errors import UnknownNameError
 from lumbar_core.params import Params
 from lumbar_core.stages import (
     balance,
@@ -77,4 +78,4 @@ def get_stage(name: str) -> StageSpec:
     try:
         return STAGES[name]
     except KeyError:
-        raise KeyError(f"unknown stage {name!r}; valid: {', '.join(STAGES)}") from None
+        raise UnknownNameError(f"unknown stage {name!r}; valid: {', '.join(STAGES)}") from None

@@ -21,16 +21,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lumbar_core import vocab
+from lumbar_core.classes import CLASS_COUNT, FAMILIES, class_title, level_severity_of
 from lumbar_core.ingested import IngestedData
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.params import Params
 from lumbar_core.prior import prior_table
 
 STAGE = "balance"
-FAMILY_CONDITIONS = {
-    "spinal": ("spinal_canal_stenosis",),
-    "foraminal": ("left_neural_foraminal_narrowing", "right_neural_foraminal_narrowing"),
-}
 MAX_MULTIPLICITY = 50
 
 
@@ -61,11 +58,6 @@ def census(labels: pd.DataFrame, regions: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def class_name(family: str, level: str, severity: int) -> str:
-    """E.g. ``spinal L1/L2 Severe``."""
-    return f"{family} {vocab.LEVEL_TITLES[level]} {vocab.SEVERITIES[severity]}"
-
-
 def oversample(regions: pd.DataFrame, min_examples: int) -> tuple[dict[str, int], pd.DataFrame]:
     """Case multiplicities so each present class appears in at least ``min_examples`` case copies.
 
@@ -88,7 +80,7 @@ def oversample(regions: pd.DataFrame, min_examples: int) -> tuple[dict[str, int]
             i += 1
     rows = []
     for family, cls in sorted(cases_of):
-        level, severity = vocab.LEVELS[(cls - 1) // 3], (cls - 1) % 3
+        level, severity = level_severity_of(cls)
         rows.append(
             {
                 "family": family,
@@ -109,13 +101,7 @@ def run(*, run_uri: str, params: BalanceParams) -> Manifest:
     regions = disc.read_table("regions.parquet")
     table = census(labels, regions)
     present = set(zip(regions["family"], regions["class"]))
-    missing = [
-        class_name(family, level, severity)
-        for family in FAMILY_CONDITIONS
-        for level in vocab.LEVELS
-        for severity in range(3)
-        if (family, 1 + 3 * vocab.LEVELS.index(level) + severity) not in present
-    ]
+    missing = [class_title(family, cls) for family in FAMILIES for cls in range(1, CLASS_COUNT + 1) if (family, cls) not in present]
     if missing and not params.allow_missing:
         raise MissingClassesError(
             f"{len(missing)} nnU-Net classes have no example (their pseudo Dice would be nan): {'; '.join(missing)}. "

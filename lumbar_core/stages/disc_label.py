@@ -11,7 +11,7 @@ neighbours show the same stenosis: more, real training images instead of copies)
 slice, every level with a point on it (or on a slice within ``neighbour_slices`` slice spacings) gets
 a region: a disk of ``radius_mm`` around the point, plus the U-Net's disc pixels within
 ``disc_radius_mm``. The region's class is ``1 + 3 * level_index + severity`` (15 classes +
-background per family); a level without a severity label gets no region. Slices are brought to the
+background per family, see :mod:`lumbar_core.classes`); a level without a severity label gets no region. Slices are brought to the
 canonical sagittal layout and resampled to ``spacing_mm`` so nnU-Net sees them as prediction will.
 
 Writes under ``{run}/disc-label/``: ``cases/{family}/{case_id}.npz`` (image float32, label uint8,
@@ -29,6 +29,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from lumbar_core import vocab
+from lumbar_core.classes import FAMILIES, class_of
 from lumbar_core.ingested import IngestedData, save_volume
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.params import Params
@@ -37,20 +38,6 @@ from lumbar_core.sagittal import canonical_of_stack, resample_slice
 from lumbar_core.spider import DISC
 
 STAGE = "disc-label"
-FAMILIES = {
-    "spinal": (vocab.SAGITTAL_T2, ("spinal_canal_stenosis",)),
-    "foraminal": (vocab.SAGITTAL_T1, ("left_neural_foraminal_narrowing", "right_neural_foraminal_narrowing")),
-}
-
-
-def class_of(level: str, severity: int) -> int:
-    """nnU-Net class of a (level, severity): 1 + 3 * level index + severity (1..15)."""
-    return 1 + 3 * vocab.LEVELS.index(level) + int(severity)
-
-
-def level_severity_of(cls: int) -> tuple[str, int]:
-    """Inverse of :func:`class_of`."""
-    return vocab.LEVELS[(cls - 1) // 3], (cls - 1) % 3
 
 
 @dataclass(frozen=True)
@@ -138,7 +125,7 @@ def run(*, run_uri: str, params: DiscLabelParams) -> Manifest:
     out = StageOutput(run_uri, STAGE)
     cases, regions, previews = [], [], []
     loaded: dict[tuple[int, int, int], tuple] = {}  # the stack in hand: groups come sorted by stack
-    for family, (_series_type, conditions) in FAMILIES.items():
+    for family, conditions in ((f.name, f.conditions) for f in FAMILIES.values()):
         fam = coords[coords["condition"].isin(conditions)]
         slab_mm = params.spinal_slab_mm if family == "spinal" else 0.0
         groups = list(fam.groupby(["study_id", "series_id", "stack", "condition"]))

@@ -14,7 +14,6 @@ every epoch, and a rerun resumes from it (``resume``).
 from __future__ import annotations
 
 import io
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +25,7 @@ from lumbar_core.models.unet import autocast, build_unet, device, save_model
 from lumbar_core.params import Params
 from lumbar_core.sagittal import normalise, resample_slice
 from lumbar_core.spider import CLASSES, list_cases, load_case
+from lumbar_core.splits import split_groups
 
 STAGE = "vertebra-train"
 
@@ -71,10 +71,8 @@ def _slices(spider_uri: str, names: list[str], spacing: float) -> tuple[list[np.
 
 def split_patients(names: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Training and validation series names, split by patient (the part before ``_``), deterministically."""
-    patients = sorted({n.split("_", 1)[0] for n in names})
-    ranked = sorted(patients, key=lambda p: zlib.crc32(f"{seed}:{p}".encode()))
-    n_val = max(1, round(len(patients) * val_fraction)) if len(patients) > 1 else 0
-    val = set(ranked[:n_val])
+    _, val_patients = split_groups((n.split("_", 1)[0] for n in names), val_fraction, seed)
+    val = set(val_patients)
     return [n for n in names if n.split("_", 1)[0] not in val], [n for n in names if n.split("_", 1)[0] in val]
 
 

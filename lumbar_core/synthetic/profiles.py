@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from lumbar_core.errors import UnknownNameError, UserError
+
 
 @dataclass(frozen=True)
 class PhantomProfile:
@@ -53,7 +55,7 @@ class PhantomProfile:
         values: dict[str, Any] = {}
         for key, text in overrides.items():
             if key not in types or key == "name":
-                raise ValueError(f"unknown phantom setting {key!r}; valid: {', '.join(k for k in types if k != 'name')}")
+                raise UserError(f"unknown phantom setting {key!r}; valid: {', '.join(k for k in types if k != 'name')}")
             current = getattr(self, key)
             if isinstance(current, tuple):
                 values[key] = tuple(int(v) for v in text.split(","))
@@ -97,4 +99,4 @@ def get_profile(name: str) -> PhantomProfile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise ValueError(f"unknown profile {name!r}; valid: {', '.join(PROFILES)}") from None
+        raise UnknownNameError(f"unknown profile {name!r}; valid: {', '.join(PROFILES)}") from None

@@ -112,7 +112,7 @@ def test_nnunet_training_records_pseudo_dice_per_epoch(trained):
 
 
 def test_nnunet_draws_rare_classes_more_often_and_divides_that_out(trained):
-    from lumbar_core.nnunet.dataset import label_names
+    from lumbar_core.classes import label_names
 
     run = trained[0]
     report = StageInput.open(run, "nnunet-train").read_json("training.json")["families"]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from lumbar_core import vocab
+from lumbar_core.classes import class_of, level_severity_of
 from lumbar_core.ingested import IngestedData
 from lumbar_core.manifest import StageInput
 from lumbar_core.stages import balance
-from lumbar_core.stages.disc_label import class_of, level_severity_of
 
 
 def _table(run, stage, name):

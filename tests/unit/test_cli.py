@@ -4,8 +4,9 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from lumbar_core import vocab
+from lumbar_core import store, vocab
 from lumbar_core.cli import build_parser, main
 from lumbar_core.submission import make_submission
 
@@ -61,3 +62,57 @@ def test_prior_verb_writes_a_valid_submission_that_beats_uniform(tmp_path, capsy
     pd.DataFrame({"id": [1]}).to_csv(tmp_path / "bad.csv", index=False)
     assert main(["prior", "--truth", str(truth), "--studies", str(tmp_path / "bad.csv"), "--out", str(out)]) == 2
     assert "no 'study_id' column" in capsys.readouterr().err
+
+
+def test_user_error_is_one_line_naming_the_culprit_with_exit_2(tmp_path, capsys):
+    truth, _ = _files(tmp_path)
+    bad = tmp_path / "no_ids.csv"
+    pd.DataFrame({"id": [1]}).to_csv(bad, index=False)
+    args = ["prior", "--truth", str(truth), "--studies", str(bad), "--out", str(tmp_path / "p.csv")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"lumbar prior: error: {bad}: no 'study_id' column"
+    assert "Traceback" not in err
+    assert main(["synth", "--out", str(tmp_path / "d"), "--set", "novalue"]) == 2
+    assert capsys.readouterr().err.strip() == "lumbar synth: error: --set takes key=value, got 'novalue'"
+
+
+def test_error_classes_are_user_errors():
+    from lumbar_core.errors import UserError
+    from lumbar_core.labels import LabelError
+    from lumbar_core.params import ParamsError
+    from lumbar_core.submission import SubmissionError
+
+    for cls in (LabelError, SubmissionError, ParamsError):
+        assert issubclass(cls, UserError) and issubclass(cls, ValueError)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    truth, _ = _files(tmp_path)
+    missing = tmp_path / "missing.csv"
+    cmd = [sys.executable, "-m", "lumbar_core.cli", "--debug", "score", "--truth", str(truth), "--submission", str(missing)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "missing.csv" in result.stderr
+    with pytest.raises(store.ObjectNotFound, match="missing.csv"):
+        main(["--debug", "score", "--truth", str(truth), "--submission", str(missing)])
+
+
+def test_unexpected_exceptions_are_not_swallowed(tmp_path, monkeypatch):
+    from lumbar_core import cli
+
+    truth, sub = _files(tmp_path)
+
+    def buggy(args):
+        raise KeyError("a bug, not a user error")
+
+    monkeypatch.setattr(cli, "_cmd_score", buggy)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["score", "--truth", str(truth), "--submission", str(sub)])
+
+    def also_buggy(args):
+        raise ValueError("a plain ValueError is a bug too")
+
+    monkeypatch.setattr(cli, "_cmd_score", also_buggy)
+    with pytest.raises(ValueError, match="a bug too"):
+        main(["score", "--truth", str(truth), "--submission", str(sub)])

@@ -1,6 +1,11 @@
 """The object store: the same tests on a plain path, file:// and a real S3-compatible server (moto)."""
 
+import http.server
 import json
+import threading
+import types
+from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 
@@ -158,3 +163,151 @@ def test_unreachable_endpoint_is_reported_after_retries(monkeypatch):
     monkeypatch.setenv("LUMBAR_S3_MAX_ATTEMPTS", "2")
     with pytest.raises(store.StoreError, match="s3://b/k"):
         store.read_bytes("s3://b/k")
+
+
+class _Always503(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint that is always unavailable; counts the requests it gets."""
+
+    requests: ClassVar[list[str]] = []
+
+    def _log(self) -> None:
+        type(self).requests.append(f"{self.command} {self.path}")
+
+    def _refuse(self) -> None:
+        self._log()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length and self.headers.get("Expect", "").lower() != "100-continue":
+            self.rfile.read(length)
+        body = b"<Error><Code>ServiceUnavailable</Code><Message>down</Message></Error>"
+        self.send_response(503)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body) if self.command != "HEAD" else 0))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _refuse
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _TruncatedBody(_Always503):
+    """An endpoint whose objects exist (HEAD answers 100 bytes) but whose GETs break off after 10 bytes."""
+
+    def do_HEAD(self) -> None:
+        self._log()
+        self.send_response(200)
+        self.send_header("Content-Length", "100")
+        self.send_header("ETag", '"abc"')
+        self.send_header("Last-Modified", "Thu, 01 Jan 2026 00:00:00 GMT")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self.do_HEAD()
+        self.wfile.write(b"0123456789")
+        self.wfile.flush()
+        self.close_connection = True
+
+
+def _serve(handler: type[_Always503], monkeypatch) -> Iterator[list[str]]:
+    """Serve ``handler`` on a free loopback port as this test's S3 endpoint; yields its request log."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    handler.requests = []
+    monkeypatch.setattr(store, "_clients", {})
+    monkeypatch.setattr(store, "time", types.SimpleNamespace(sleep=lambda seconds: None))  # no backoff waits
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "5")  # botocore's own setting must not add attempts
+    monkeypatch.setenv("LUMBAR_S3_MAX_ATTEMPTS", "3")
+    try:
+        yield handler.requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def unavailable_s3(monkeypatch) -> Iterator[list[str]]:
+    """An endpoint answering 503 to everything."""
+    yield from _serve(_Always503, monkeypatch)
+
+
+@pytest.fixture
+def truncating_s3(monkeypatch) -> Iterator[list[str]]:
+    """An endpoint whose downloads always break off."""
+    yield from _serve(_TruncatedBody, monkeypatch)
+
+
+def test_one_logical_call_makes_exactly_max_attempts_http_attempts(unavailable_s3, tmp_path):
+    """One retry layer: each store call makes LUMBAR_S3_MAX_ATTEMPTS requests, not attempts x botocore's."""
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"12345")
+    calls = {
+        "read_bytes": lambda: store.read_bytes("s3://b/k"),
+        "write_bytes": lambda: store.write_bytes("s3://b/k", b"data"),
+        "size": lambda: store.size("s3://b/k"),
+        "list_objects": lambda: store.list_objects("s3://b/p"),
+        "download": lambda: store.download("s3://b/k", tmp_path / "out.bin"),
+        "upload": lambda: store.upload(small, "s3://b/k"),
+    }
+    for name, call in calls.items():
+        unavailable_s3.clear()
+        with pytest.raises(store.StoreError, match=r"s3://b/.*after 3 attempts"):
+            call()
+        assert len(unavailable_s3) == 3, (name, unavailable_s3)
+
+
+def test_a_broken_download_is_retried_by_the_store_only(truncating_s3, tmp_path):
+    """boto3's download_file retries broken streams itself unless told not to: only the store retries."""
+    for call in (lambda: store.download("s3://b/k", tmp_path / "out.bin"), lambda: store.read_bytes("s3://b/k")):
+        truncating_s3.clear()
+        with pytest.raises(store.StoreError, match=r"s3://b/k.*after 3 attempts"):
+            call()
+        assert len([r for r in truncating_s3 if r.startswith("GET")]) == 3, truncating_s3
+
+
+def test_botocore_makes_one_attempt_per_call(monkeypatch):
+    monkeypatch.setattr(store, "_clients", {})
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "7")
+    assert store._s3().meta.config.retries["total_max_attempts"] == 1
+    assert store._transfer_config().num_download_attempts == 1
+
+
+def test_s3_without_credentials_is_one_clear_line(monkeypatch, tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("BOTO_CONFIG", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setattr(store, "_clients", {})
+    for call in (lambda: store.read_bytes("s3://bucket/key.bin"), lambda: store.download("s3://bucket/key.bin", tmp_path / "x")):
+        with pytest.raises(store.StoreError) as info:
+            call()
+        message = str(info.value)
+        assert "\n" not in message
+        assert "s3://bucket/key.bin" in message
+        assert "AWS_ACCESS_KEY_ID" in message and "AWS_SECRET_ACCESS_KEY" in message and "profile" in message
