@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lumbar_core import settings, store
+from lumbar_core.errors import UserError
 
 MANIFEST = "_SUCCESS.json"
 FORMAT_VERSION = 1
@@ -94,7 +95,7 @@ def stage_uri(run_uri: str, stage: str) -> str:
 def shard_stage(name: str, shard_index: int, shard_count: int) -> str:
     """The stage one shard writes: ``{name}`` when there is one shard, ``{name}-shard-{i}`` of several."""
     if not 0 <= shard_index < shard_count:
-        raise ValueError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
+        raise UserError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
     return name if shard_count == 1 else f"{name}-shard-{shard_index}"
 
 

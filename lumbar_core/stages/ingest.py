@@ -36,6 +36,7 @@ from tqdm import tqdm
 from lumbar_core import labels as labels_mod
 from lumbar_core import settings, store, vocab
 from lumbar_core.dicom import DicomReadError, SliceRecord, group_stacks, orientation_name, read_slice
+from lumbar_core.errors import UserError
 from lumbar_core.ingested import PROBLEM_COLUMNS, TABLES, save_volume
 from lumbar_core.manifest import FileEntry, Manifest, StageInput, StageOutput, shard_stage
 from lumbar_core.params import Params
@@ -256,7 +257,7 @@ def _run_parallel(tasks: list[_StudyTask], workers: int) -> list:
 def run(*, data_uri: str, run_uri: str, params: IngestParams) -> Manifest:
     """Ingest one split (or one shard of it) of a dataset root into ``{run}/ingest``."""
     if params.split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {params.split!r}")
+        raise UserError(f"split must be 'train' or 'test', got {params.split!r}")
     stage = shard_stage(params.name, params.shard_index, params.shard_count)
     images = _list_images(data_uri, params.split)
     if not images:

@@ -32,6 +32,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from lumbar_core import settings, vocab
+from lumbar_core.errors import UserError
 from lumbar_core.synthetic import anatomy as an
 from lumbar_core.synthetic import render
 from lumbar_core.synthetic.dicom_writer import SeriesTags, uid, write_image
@@ -40,7 +41,7 @@ from lumbar_core.synthetic.profiles import PhantomProfile
 from lumbar_core.synthetic.spider import write_spider_case
 
 
-class SynthError(ValueError):
+class SynthError(UserError):
     """Bad arguments or an output folder that cannot be written."""
 
 
