@@ -1,6 +1,6 @@
 """Reading DICOM series into stacks: one file at a time, grouped by orientation, sorted in space.
 
-Real series break naive loaders (FACTS.md section 3): instance numbers are file names, not a
+Real series break naive loaders (docs/data.md, "What the real files are like"): instance numbers are file names, not a
 spatial order; one series can hold several stacks (e.g. one angled axial stack per disc); slices
 of one series can differ in size; SliceThickness can be missing. Here each file is read once into a
 :class:`SliceRecord`; :func:`group_stacks` splits a series by orientation, size and gaps along the

@@ -156,7 +156,7 @@ def nearest_slices(point: np.ndarray, stacks: list[StackGeometry], *, max_mm: fl
 
     Returns (stack index, slice index, distance mm) for every stack whose nearest slice is within
     ``max_mm`` and whose image contains the point's projection, nearest first; farther matches are
-    rejected (FACTS.md section 3: about 5 mm).
+    rejected (about 5 mm, as in docs/data.md).
     """
     out = []
     for i, stack in enumerate(stacks):

@@ -1,6 +1,6 @@
 """Label prevalence of the real RSNA 2024 training set, by condition and level.
 
-Fractions (Normal/Mild, Moderate, Severe), from the public training labels (FACTS.md section 4).
+Fractions (Normal/Mild, Moderate, Severe), from the public training labels (the table in docs/phantom.md).
 The phantom samples its grades from these; they are also the prior of last resort when a run has
 no training labels of its own. Left and right sides share one row.
 """

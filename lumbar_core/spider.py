@@ -1,6 +1,6 @@
 """Reading a SPIDER-format folder (``images/*.mha``, ``masks/*.mha``) into canonical sagittal slices.
 
-SPIDER mask values (FACTS.md section 7): 0 background; 1-25 vertebrae counted from the bottom
+SPIDER mask values (docs/data.md): 0 background; 1-25 vertebrae counted from the bottom
 (1 = L5, but in some cases the sacrum is labelled as a vertebra and takes 1); 100 spinal canal;
 101-125 partially visible vertebrae (100 + number); 201-225 discs from the bottom (201 = L5/S1).
 The vertebra just above disc 201 is L5, which fixes the count either way. Our classes:

@@ -83,7 +83,7 @@ def reweight(probs: np.ndarray, weights: Sequence[float] = vocab.SEVERITY_WEIGHT
     """The loss-optimal submission for posterior ``probs`` under the (1, 2, 4)-weighted log loss.
 
     Under a log loss whose sample weight depends on the true class, the expected loss is smallest
-    for q proportional to ``weights * P`` (FACTS.md section 5), renormalised.
+    for q proportional to ``weights * P`` (docs/calibration.md), renormalised.
     """
     return normalise(np.asarray(probs, dtype=float) * np.asarray(weights, dtype=float)[None, :])
 

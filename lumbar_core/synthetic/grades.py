@@ -2,8 +2,8 @@
 
 Each (condition, level) gets a latent Gaussian score built from a study factor, a level factor
 correlated between neighbouring levels, a factor shared by the left and right side of a condition
-group, and an independent part. Its normal CDF ``u`` is cut at the real prevalence (FACTS.md
-section 4), so every target's grade has the real marginal distribution. The latent degree in
+group, and an independent part. Its normal CDF ``u`` is cut at the real prevalence
+(docs/phantom.md), so every target's grade has the real marginal distribution. The latent degree in
 [0, 1] that shapes the anatomy maps ``u`` piecewise-linearly so grades change at 1/3 and 2/3.
 Readers disagree: labels are the grade of a perturbed latent score (same prevalence), so
 targets near a boundary are sometimes one grade off; some cells are left empty.

@@ -30,7 +30,7 @@ class PhantomProfile:
     axial_slices_per_disc: int
     subsamples: int = 3
     spider_cases: int = 6
-    # quirks of the real data (FACTS.md section 3)
+    # quirks of the real data (docs/data.md)
     p_missing_t1: float = 0.02
     p_missing_t2: float = 0.01
     p_second_axial: float = 0.17

@@ -1,6 +1,6 @@
 """SPIDER-format export of phantom patients: sagittal T1/T2 ``.mha`` images and masks.
 
-Mask values follow SPIDER (FACTS.md section 7): 0 background; vertebrae 1-25 counted from the
+Mask values follow SPIDER (docs/data.md): 0 background; vertebrae 1-25 counted from the
 bottom (1 = L5; in a share of cases the sacrum is labelled as a vertebra and takes 1, L5 then 2);
 100 spinal canal; 101-125 vertebrae only partly in view; 201-225 discs from the bottom (201 = L5/S1).
 The T2 files store their axes in another order than the T1 files (as the real set does), with the

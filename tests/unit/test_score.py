@@ -1,4 +1,4 @@
-"""The score against hand-computed values (FACTS.md section 5)."""
+"""The score against hand-computed values (docs/data.md)."""
 
 import math
 
