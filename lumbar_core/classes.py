@@ -33,22 +33,6 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-def get_family(name: str) -> Family:
-    """A family by name; an unknown name lists the valid ones."""
-    try:
-        return FAMILIES[name]
-    except KeyError:
-        raise KeyError(f"unknown nnU-Net family {name!r}; valid: {', '.join(FAMILIES)}") from None
-
-
-def family_of_condition(condition: str) -> str:
-    """The family whose classes carry ``condition`` (KeyError for the subarticular conditions)."""
-    for family in FAMILIES.values():
-        if condition in family.conditions:
-            return family.name
-    raise KeyError(f"no nnU-Net family grades {condition!r}")
-
-
 def class_of(level: str, severity: int) -> int:
     """nnU-Net class of a (level, severity): 1 + 3 x level index + severity (1..15)."""
     return 1 + SEVERITY_COUNT * vocab.LEVELS.index(level) + int(severity)

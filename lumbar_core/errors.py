@@ -15,14 +15,6 @@ class UserError(ValueError):
     """
 
 
-class StudyDataError(ValueError):
-    """One study's data cannot be used (a missing or broken series, volume or level).
-
-    The study is reported and predicted from the prior; the rest of the run goes on. The message
-    names the study.
-    """
-
-
 class UnknownNameError(UserError, KeyError):
     """A stage, profile or pipeline name that does not exist; the message lists the valid ones.
 

@@ -54,11 +54,6 @@ def apply_overrides(profile: dict[str, Any], overrides: dict[str, str]) -> dict[
     return profile
 
 
-def split_studies(study_ids: list[int], validation_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Training and validation studies (see :func:`lumbar_core.splits.split_groups`)."""
-    return split_groups(study_ids, validation_fraction, seed)
-
-
 @dataclass
 class Step:
     """One stage call of the plan: registry name, the stage name it writes, inputs and params."""
@@ -75,8 +70,8 @@ def training_split(data_uri: str, profile: dict[str, Any]) -> tuple[list[int], l
     labels = pd.read_csv(store.bytes_io(where))
     if "study_id" not in labels.columns:
         raise UserError(f"{where}: no 'study_id' column")
-    train, val = split_studies(
-        sorted(labels["study_id"].astype(int).unique()),
+    train, val = split_groups(
+        labels["study_id"].astype(int).unique().tolist(),
         float(profile["run"].get("validation_fraction", 0.25)),
         int(profile["run"].get("seed", 0)),
     )

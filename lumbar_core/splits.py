@@ -1,8 +1,7 @@
 """The one train/validation split: by a hash of each group's id, stable when groups are added.
 
-Studies (the pipeline), SPIDER patients (vertebra-train), studies of nnU-Net's cases (nnunet-prepare)
-and studies of the DenseNet's crops (densenet-train) are all split here, so a group's side depends
-only on its id, the seed and the fraction.
+The pipeline's studies and vertebra-train's SPIDER patients are split here, so a group's side
+depends only on its id, the seed and the fraction.
 """
 
 from __future__ import annotations
@@ -14,15 +13,10 @@ from typing import TypeVar
 G = TypeVar("G", bound=Hashable)
 
 
-def validation_count(groups: int, fraction: float) -> int:
-    """How many of ``groups`` go to validation: at least one when there are two or more, none of one."""
-    return max(1, round(groups * fraction)) if groups > 1 else 0
-
-
 def split_groups(groups: Iterable[G], fraction: float, seed: int) -> tuple[list[G], list[G]]:
     """(training, validation) groups, each sorted; ``fraction`` of them (at least one of two) validate."""
     unique = sorted(set(groups))
     ranked = sorted(unique, key=lambda g: zlib.crc32(f"{seed}:{g}".encode()))
-    n_val = validation_count(len(ranked), fraction)
+    n_val = max(1, round(len(ranked) * fraction)) if len(ranked) > 1 else 0  # at least one of two or more
     val = set(ranked[:n_val])
     return [g for g in unique if g not in val], [g for g in unique if g in val]

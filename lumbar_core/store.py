@@ -122,6 +122,7 @@ def _s3():
         return client
 
 
+@functools.cache
 def _transfer_config():
     """boto3's managed-transfer settings: no retries of their own (``retry`` retries the whole transfer)."""
     from boto3.s3.transfer import TransferConfig

@@ -15,7 +15,7 @@ from kfp import dsl
 from components import COMPONENTS, with_image
 from lumbar_core.errors import UnknownNameError
 from lumbar_core.pipeline import VALIDATION_INGEST
-from lumbar_core.stages import STAGES
+from lumbar_core.stages import STAGES, get_stage
 from pipelines.images import Images
 from pipelines.kube import DEFAULT_GPU_NODE_SELECTOR, DEFAULT_GPU_TOLERATION, Placement, configure
 
@@ -176,8 +176,7 @@ def build_stage(
     Its parameters are the component's inputs (``after`` is empty: the task reads whatever is
     committed) plus the GPU placement for GPU stages.
     """
-    if stage not in STAGES:
-        raise UnknownNameError(f"unknown stage {stage!r}; valid: {', '.join(STAGES)}")
+    get_stage(stage)  # an unknown name lists the valid ones
     t = _Tasks(images, s3_secret, retries)
     component = COMPONENTS[stage]
     wanted = [p for p in inspect.signature(component.python_func).parameters.values() if p.name != "after" and _is_input(p)]

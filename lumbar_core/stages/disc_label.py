@@ -11,8 +11,8 @@ neighbours show the same stenosis: more, real training images instead of copies)
 slice, every level with a point on it (or on a slice within ``neighbour_slices`` slice spacings) gets
 a region: a disk of ``radius_mm`` around the point, plus the U-Net's disc pixels within
 ``disc_radius_mm``. The region's class is ``1 + 3 * level_index + severity`` (15 classes +
-background per family, see :mod:`lumbar_core.classes`); a level without a severity label gets no region. Slices are brought to the
-canonical sagittal layout and resampled to ``spacing_mm`` so nnU-Net sees them as prediction will.
+background per family, :mod:`lumbar_core.classes`); a level without a severity label gets no
+region. Slices are brought to the canonical sagittal layout and resampled to ``spacing_mm`` so nnU-Net sees them as prediction will.
 
 Writes under ``{run}/disc-label/``: ``cases/{family}/{case_id}.npz`` (image float32, label uint8,
 spacing), ``cases.parquet`` (one row per case), ``regions.parquet`` (one row per labelled region:
@@ -125,8 +125,8 @@ def run(*, run_uri: str, params: DiscLabelParams) -> Manifest:
     out = StageOutput(run_uri, STAGE)
     cases, regions, previews = [], [], []
     loaded: dict[tuple[int, int, int], tuple] = {}  # the stack in hand: groups come sorted by stack
-    for family, conditions in ((f.name, f.conditions) for f in FAMILIES.values()):
-        fam = coords[coords["condition"].isin(conditions)]
+    for family, spec in FAMILIES.items():
+        fam = coords[coords["condition"].isin(spec.conditions)]
         slab_mm = params.spinal_slab_mm if family == "spinal" else 0.0
         groups = list(fam.groupby(["study_id", "series_id", "stack", "condition"]))
         for (study, series, stack, condition), same in tqdm(groups, desc=f"disc-label {family}", unit="series"):

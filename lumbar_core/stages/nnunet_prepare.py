@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lumbar_core.classes import FAMILIES
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.nnunet.dataset import dataset_name, nnunet_env, splits, write_raw_dataset
 from lumbar_core.params import Params
 
 STAGE = "nnunet-prepare"
-FAMILY_IDS = {"spinal": 0, "foraminal": 1}
 
 
 @dataclass(frozen=True)
@@ -88,11 +88,11 @@ def run(*, run_uri: str, params: NnunetPrepareParams) -> Manifest:
                 preprocess_dataset,
             )
 
-            for family, offset in FAMILY_IDS.items():
+            for family, spec in FAMILIES.items():
                 cases = all_cases[(all_cases["family"] == family) & all_cases["case_id"].isin(copies)]
                 if cases.empty:
                     continue
-                dataset_id = params.dataset_id + offset
+                dataset_id = params.dataset_id + spec.id_offset
                 name = dataset_name(dataset_id, family)
                 n = write_raw_dataset(paths["nnUNet_raw"], name, _cases(disc, cases, copies))
                 extract_fingerprint_dataset(dataset_id, num_processes=params.processes, verbose=False, show_progress_bar=False)

@@ -4,6 +4,8 @@
 shortened for CI; every task runs as a subprocess that reaches the store through the environment.
 """
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -39,12 +41,14 @@ def kfp_run(phantom, s3_server, tmp_path_factory):
     run = f"s3://{bucket}/runs/r1"
     root = tmp_path_factory.mktemp("kfp-root")
     sets = [x for k, v in SHORT.items() for x in ("--set", f"{k}={v}")]
-    code = main(["run", "--data", data, "--run", run, "--profile", "tiny", "--pipeline-root", str(root), *sets])
-    return code, run, root
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console):
+        code = main(["run", "--data", data, "--run", run, "--profile", "tiny", "--pipeline-root", str(root), *sets])
+    return code, run, root, console.getvalue()
 
 
 def test_the_pipeline_succeeds_and_every_stage_is_committed_on_s3(kfp_run):
-    code, run, _ = kfp_run
+    code, run, _, _ = kfp_run
     assert code == 0
     for stage in [*STAGE_NAMES, "ingest-shard-0", "ingest-shard-1", "predict-shard-0", "predict-shard-1"]:
         assert StageInput.open(run, stage).manifest.stage == stage
@@ -55,8 +59,24 @@ def test_the_pipeline_succeeds_and_every_stage_is_committed_on_s3(kfp_run):
     assert merged.manifest.metrics["studies"] == StageInput.open(run, "ingest-validation").manifest.metrics["studies"]
 
 
+def test_the_console_shows_one_line_per_task_and_the_score_table(kfp_run):
+    _, _, root, console = kfp_run
+    lines = console.splitlines()
+    log = Path(root) / "kfp-local.log"
+    assert lines[0] == f"kfp.local log: {log}"
+    tasks = [line.split() for line in lines if line.endswith(" min")]
+    assert tasks and all(parts[1] == "SUCCESS" for parts in tasks), lines
+    # every stage and helper task ran once per task of the pipeline: 2 x (fan-out + 2 ingest shards + merge),
+    # split, 7 training stages, fan-out + 2 predict shards + merge, score
+    assert len(tasks) == 2 * 4 + 1 + 7 + 4 + 1, [p[0] for p in tasks]
+    assert "any_severe_spinal" in console and "report:" in console
+    assert len(lines) < len(tasks) + 15, "kfp.local's own output stays in the log"
+    text = log.read_text()
+    assert "Executing task" in text and "finished with status SUCCESS" in text and "executor" in text.lower()
+
+
 def test_score_contract_and_submission(kfp_run):
-    _, run, _ = kfp_run
+    _, run, _, _ = kfp_run
     metrics = store.read_json(store.join(run, "score", "metrics.json"))
     assert {"spinal", "foraminal", "subarticular", "any_severe_spinal", "score", "prior"} <= set(metrics)
     import pandas as pd
@@ -67,7 +87,7 @@ def test_score_contract_and_submission(kfp_run):
 
 
 def test_kfp_ui_artifacts_are_written(kfp_run):
-    _, _, root = kfp_run
+    _, _, root, _ = kfp_run
     reports = list(Path(root).rglob("report*"))
     assert any(p.is_file() and "<html" in p.read_text() for p in reports), reports
     executor_outputs = [json.loads(p.read_text()) for p in Path(root).rglob("executor_output.json")]
@@ -76,7 +96,7 @@ def test_kfp_ui_artifacts_are_written(kfp_run):
 
 
 def test_inference_pipeline_predicts_the_test_split_with_the_trained_models(kfp_run, phantom, tmp_path, capsys):
-    _, run, _ = kfp_run
+    _, run, _, _ = kfp_run
     data = run.replace("/runs/r1", "/data")
     out = run.replace("/runs/r1", "/runs/r1-test")
     args = ["run", "--pipeline", "inference", "--data", data, "--run", out, "--models", run, "--profile", "tiny"]
