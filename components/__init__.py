@@ -1,13 +1,14 @@
 """One thin KFP component per stage; each calls ``lumbar_core.task.run_task`` and nothing else.
 
 :data:`COMPONENTS` maps a stage name (as in ``lumbar_core.stages.STAGES``) to its component, plus the
-two helpers ``split-studies`` and ``fan-out``. :func:`with_image` rebuilds one for a given image.
+two helpers ``train-inputs`` and ``fan-out``. :func:`with_image` rebuilds one for a given image.
 """
 
 from kfp import dsl
 from kfp.dsl.python_component import PythonComponent
 
 from components.balance import balance
+from components.bundle import bundle
 from components.densenet_train import densenet_train
 from components.disc_label import disc_label
 from components.fan_out import fan_out
@@ -18,12 +19,12 @@ from components.nnunet_train import nnunet_train
 from components.predict import predict
 from components.predict_merge import predict_merge
 from components.score import score
-from components.split_studies import split_studies
+from components.train_inputs import train_inputs
 from components.vertebra_segment import vertebra_segment
 from components.vertebra_train import vertebra_train
 
 COMPONENTS: dict[str, PythonComponent] = {
-    "split-studies": split_studies,
+    "train-inputs": train_inputs,
     "fan-out": fan_out,
     "ingest": ingest,
     "ingest-merge": ingest_merge,
@@ -34,6 +35,7 @@ COMPONENTS: dict[str, PythonComponent] = {
     "nnunet-prepare": nnunet_prepare,
     "nnunet-train": nnunet_train,
     "densenet-train": densenet_train,
+    "bundle": bundle,
     "predict": predict,
     "predict-merge": predict_merge,
     "score": score,

@@ -17,6 +17,7 @@ def ingest(
     name: str,
     shard_index: int,
     shard_count: int,
+    after: list,
     metrics: Output[Metrics],
 ) -> str:
     """Ingest shard ``shard_index`` of ``studies`` (empty: all of ``split``) into stage ``name``; returns its reference."""
@@ -24,4 +25,6 @@ def ingest(
 
     fixed = {"split": split, "studies": studies, "name": name, "shard_index": shard_index, "shard_count": shard_count}
     inputs = {"data_uri": data_uri}
-    return run_task("ingest", run_uri, profile=profile, overrides=overrides, fixed=fixed, inputs=inputs, log_metric=metrics.log_metric).ref
+    return run_task(
+        "ingest", run_uri, profile=profile, overrides=overrides, fixed=fixed, inputs=inputs, after=after, log_metric=metrics.log_metric
+    ).ref

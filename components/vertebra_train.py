@@ -7,10 +7,11 @@ from components.image import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
-def vertebra_train(data_uri: str, spider_uri: str, run_uri: str, profile: str, overrides: dict, metrics: Output[Metrics]) -> str:
-    """Train on ``spider_uri`` ('' = ``{data_uri}/spider``); returns the stage's reference."""
-    from lumbar_core.pipeline import spider_root
+def vertebra_train(spider_uri: str, run_uri: str, profile: str, overrides: dict, after: list, metrics: Output[Metrics]) -> str:
+    """Train on the SPIDER-format folder ``spider_uri``; returns the stage's reference."""
     from lumbar_core.task import run_task
 
-    inputs = {"spider_uri": spider_root(data_uri, spider_uri)}
-    return run_task("vertebra-train", run_uri, profile=profile, overrides=overrides, inputs=inputs, log_metric=metrics.log_metric).ref
+    inputs = {"spider_uri": spider_uri}
+    return run_task(
+        "vertebra-train", run_uri, profile=profile, overrides=overrides, inputs=inputs, after=after, log_metric=metrics.log_metric
+    ).ref

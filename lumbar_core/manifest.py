@@ -29,14 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from lumbar_core import settings, store
-from lumbar_core.errors import UserError
+from lumbar_core.contracts import Read, current_guard
+from lumbar_core.errors import ManifestError, UserError
 
 MANIFEST = "_SUCCESS.json"
 FORMAT_VERSION = 1
-
-
-class ManifestError(RuntimeError):
-    """A stage's outputs are missing, incomplete or do not match their manifest."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +54,7 @@ class Manifest:
     files: dict[str, FileEntry]
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    upstream: dict[str, str] = field(default_factory=dict)  # stage (or another run's stage prefix) -> attempt read
     code_version: str = ""
     created: str = ""
     format_version: int = FORMAT_VERSION
@@ -81,6 +79,7 @@ class Manifest:
             files=files,
             params=data.get("params", {}),
             metrics=data.get("metrics", {}),
+            upstream=dict(data.get("upstream", {})),
             code_version=data.get("code_version", ""),
             created=data.get("created", ""),
             format_version=int(data.get("format_version", FORMAT_VERSION)),
@@ -126,6 +125,9 @@ class StageOutput:
         return store.join(self.root, relpath)
 
     def _add(self, entry: FileEntry) -> None:
+        guard = current_guard()
+        if guard is not None:
+            guard.check_write(entry.path)
         if self._committed:
             raise ManifestError(f"stage {self.stage}: cannot add {entry.path} after commit")
         with self._lock:
@@ -143,11 +145,17 @@ class StageOutput:
         return self.write_bytes(relpath, text.encode("utf-8"))
 
     def write_json(self, relpath: str, obj: Any) -> str:
-        """Write a JSON output (indented, key-sorted)."""
+        """Write a JSON output (indented, key-sorted); a declared document type is checked first."""
+        guard = current_guard()
+        if guard is not None:
+            guard.check_document(relpath, obj)
         return self.write_text(relpath, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
     def write_table(self, relpath: str, frame) -> str:
         """Write a pandas DataFrame as a parquet output."""
+        guard = current_guard()
+        if guard is not None:
+            guard.check_write(relpath, frame)
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         return self.write_bytes(relpath, buffer.getvalue())
@@ -178,12 +186,14 @@ class StageOutput:
 
     def commit(self, *, params: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Manifest:
         """Write ``_SUCCESS.json`` (last), then prune attempts older than the one it replaces."""
+        guard = current_guard()
         manifest = Manifest(
             stage=self.stage,
             attempt=self.attempt,
             files=self.files,
             params=dict(params or {}),
             metrics=dict(metrics or {}),
+            upstream=dict(sorted(guard.opened.items())) if guard is not None else {},
             code_version=settings.code_version(),
             created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         )
@@ -220,11 +230,12 @@ class StageOutput:
 class StageInput:
     """A committed stage, read through its manifest."""
 
-    def __init__(self, run_uri: str, manifest: Manifest):
-        """Use :meth:`open`."""
-        self.run_uri = run_uri
+    def __init__(self, prefix: str, manifest: Manifest, declared: Read | None = None):
+        """Use :meth:`open` or :meth:`open_prefix`."""
+        self.prefix = prefix.rstrip("/")
         self.manifest = manifest
-        self.root = store.join(stage_uri(run_uri, manifest.stage), manifest.attempt)
+        self.root = store.join(self.prefix, manifest.attempt)
+        self._declared = declared  # the running stage's declaration of this read (None outside a guard)
 
     @classmethod
     def open(cls, run_uri: str, stage: str, *, verify: bool = True) -> StageInput:
@@ -239,7 +250,15 @@ class StageInput:
             ManifestError: no manifest (the stage never finished), or a file missing or of the
                 wrong size; the message names the stage and the file.
         """
-        prefix = stage_uri(run_uri, stage)
+        return cls._open_at(stage_uri(run_uri, stage), stage, verify=verify)
+
+    @classmethod
+    def open_prefix(cls, prefix: str, *, stage: str, verify: bool = True) -> StageInput:
+        """Open a committed ``stage`` by its own prefix, whatever the folder is called (a bundle copied elsewhere)."""
+        return cls._open_at(prefix, stage, verify=verify)
+
+    @classmethod
+    def _open_at(cls, prefix: str, stage: str, *, verify: bool) -> StageInput:
         manifest_uri = store.join(prefix, MANIFEST)
         try:
             data = store.read_json(manifest_uri)
@@ -250,7 +269,8 @@ class StageInput:
         manifest = Manifest.from_dict(data, where=manifest_uri)
         if manifest.stage != stage:
             raise ManifestError(f"{manifest_uri} belongs to stage {manifest.stage!r}, not {stage!r}")
-        reader = cls(run_uri, manifest)
+        guard = current_guard()
+        reader = cls(prefix, manifest, guard.check_open(prefix, manifest.attempt) if guard is not None else None)
         if verify:
             present = {o.path: o.size for o in store.list_objects(reader.root)}
             for entry in manifest.files.values():
@@ -261,6 +281,9 @@ class StageInput:
         return reader
 
     def _entry(self, relpath: str) -> FileEntry:
+        guard = current_guard()
+        if guard is not None and self._declared is not None:
+            guard.check_file(self._declared, self.prefix, relpath)
         try:
             return self.manifest.files[relpath]
         except KeyError:

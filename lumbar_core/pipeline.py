@@ -1,14 +1,15 @@
-"""The whole training pipeline, run stage by stage in this process (``lumbar run --runner inline``).
+"""The pipelines run stage by stage in this process (``lumbar run --runner inline``), and their settings.
 
 The labelled studies of ``{data}/train.csv`` are split (by a hash of the study id) into training and
-validation studies. Training studies go through ingest -> vertebra-train -> vertebra-segment ->
-disc-label -> balance -> nnunet-prepare -> nnunet-train -> densenet-train; validation studies
-through their own ingest (``ingest-validation``) -> predict -> score with the trained models. The
-run ends with ``{run}/score/submission.csv``, ``report.html`` and ``metrics.json``.
+validation studies. The train pipeline (:data:`lumbar_core.graph.TRAIN`) ingests both, trains every
+model on the training studies, packs them into a model bundle and predicts and scores the
+validation studies with it; the inference pipeline ingests a split and predicts it with a given
+bundle. Either ends with ``{run}/score/submission.csv``, ``report.html`` and ``metrics.json``.
 
 Parameters come from a profile (``lumbar_core/profiles/{name}.yaml``: stage -> params), then
-``--set stage.key=value`` overrides. A stage already committed with the same parameters is skipped
-(reruns continue where a run stopped); once one stage runs, every later stage runs again.
+``--set stage.key=value`` overrides. A stage already committed with the same parameters, from the
+upstream attempts that are committed now, is skipped: reruns continue where a run stopped, and a
+rerun upstream stage makes everything after it run again.
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from lumbar_core import store
-from lumbar_core.errors import UnknownNameError, UserError
-from lumbar_core.manifest import MANIFEST, stage_uri
+from lumbar_core import graph, store
+from lumbar_core.errors import ManifestError, UnknownNameError, UserError
+from lumbar_core.manifest import MANIFEST, Manifest, StageInput, stage_uri
 from lumbar_core.splits import split_groups
-from lumbar_core.stages import STAGES
-
-VALIDATION_INGEST = "ingest-validation"
+from lumbar_core.stages import STAGES, get_stage, run_stage
 
 
 def load_profile(name: str) -> dict[str, Any]:
@@ -85,49 +84,74 @@ def spider_root(data_uri: str, spider_uri: str | None) -> str:
     return spider_uri or store.join(data_uri, "spider")
 
 
-def plan(data_uri: str, run_uri: str, profile: dict[str, Any], *, spider_uri: str | None = None) -> list[Step]:
-    """The ordered stage calls of a training run."""
-    train, val = training_split(data_uri, profile)
-    s = profile["stages"]
-    data = {"data_uri": data_uri}
-    return [
-        Step("ingest", "ingest", data, {**s.get("ingest", {}), "studies": tuple(train), "name": "ingest"}),
-        Step("ingest", VALIDATION_INGEST, data, {**s.get("ingest", {}), "studies": tuple(val), "name": VALIDATION_INGEST}),
-        Step("vertebra-train", "vertebra-train", {"spider_uri": spider_root(data_uri, spider_uri)}, s.get("vertebra-train", {})),
-        Step("vertebra-segment", "vertebra-segment", {}, s.get("vertebra-segment", {})),
-        Step("disc-label", "disc-label", {}, s.get("disc-label", {})),
-        Step("balance", "balance", {}, s.get("balance", {})),
-        Step("nnunet-prepare", "nnunet-prepare", {}, s.get("nnunet-prepare", {})),
-        Step("nnunet-train", "nnunet-train", {}, s.get("nnunet-train", {})),
-        Step("densenet-train", "densenet-train", {}, s.get("densenet-train", {})),
-        Step("predict", "predict", {}, {**s.get("predict", {}), "ingest_stage": VALIDATION_INGEST}),
-        Step("score", "score", {}, {**s.get("score", {}), "ingest_stage": VALIDATION_INGEST}),
-    ]
+def plan(
+    data_uri: str,
+    profile: dict[str, Any],
+    *,
+    pipeline: str = "train",
+    spider_uri: str | None = None,
+    models_uri: str = "",
+    split: str = "test",
+) -> list[Step]:
+    """The ordered stage calls of a pipeline (:mod:`lumbar_core.graph`), each sharded stage as one shard."""
+    tasks = graph.get_pipeline(pipeline)
+    args: dict[str, Any] = {"data_uri": data_uri, "models_uri": models_uri, "split": split}
+    if pipeline == "train":
+        train, val = training_split(data_uri, profile)
+        args |= {"spider_uri": spider_root(data_uri, spider_uri), "training_studies": tuple(train), "validation_studies": tuple(val)}
+    elif not models_uri:
+        raise UserError("the inference pipeline needs a model bundle (--models URI: a bundle, or a training run holding one)")
+    steps = []
+    for task in tasks:
+        fixed = {k: graph.resolve(v, args) for k, v in task.fixed.items()}
+        inputs = {k: graph.resolve(v, args) for k, v in task.inputs.items()}
+        steps.append(Step(task.stage, task.name, inputs, {**profile["stages"].get(task.stage, {}), **fixed}))
+    return steps
 
 
-def _already_done(run_uri: str, step: Step, params: dict[str, Any]) -> bool:
+def _committed(run_uri: str, key: str) -> str | None:
+    """The attempt committed at an upstream key (a stage of this run, or a prefix elsewhere), if any."""
+    prefix = key if "/" in key else stage_uri(run_uri, key)
+    uri = store.join(prefix, MANIFEST)
+    return store.read_json(uri).get("attempt") if store.exists(uri) else None
+
+
+def up_to_date(run_uri: str, step: Step, params: dict[str, Any]) -> bool:
+    """Whether ``step`` is committed with these params and inputs, from the upstream attempts committed now."""
     uri = store.join(stage_uri(run_uri, step.writes), MANIFEST)
     if not store.exists(uri):
         return False
-    recorded = store.read_json(uri).get("params", {})
+    try:
+        manifest = Manifest.from_dict(store.read_json(uri), where=uri)
+    except ManifestError:
+        return False
     wanted = {**params, **step.inputs}
-    return all(recorded.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in wanted.items())
+    if any(manifest.params.get(k) != (list(v) if isinstance(v, tuple) else v) for k, v in wanted.items()):
+        return False
+    return all(_committed(run_uri, key) == attempt for key, attempt in manifest.upstream.items())
 
 
 def run_inline(
-    data_uri: str, run_uri: str, profile: dict[str, Any], *, spider_uri: str | None = None, force: bool = False, log=print
+    data_uri: str,
+    run_uri: str,
+    profile: dict[str, Any],
+    *,
+    pipeline: str = "train",
+    spider_uri: str | None = None,
+    models_uri: str = "",
+    split: str = "test",
+    force: bool = False,
+    log=print,
 ) -> dict:
-    """Run every stage of the plan in this process; returns score's metrics."""
-    rerun = force
-    for step in plan(data_uri, run_uri, profile, spider_uri=spider_uri):
-        spec = STAGES[step.stage]
+    """Run every stage of a pipeline in this process; returns score's metrics."""
+    for step in plan(data_uri, profile, pipeline=pipeline, spider_uri=spider_uri, models_uri=models_uri, split=split):
+        spec = get_stage(step.stage)
         params = spec.params.from_dict(step.params)
-        if not rerun and _already_done(run_uri, step, params.to_dict()):
-            log(f"[skip] {step.writes}: committed with the same parameters")
+        if not force and up_to_date(run_uri, step, params.to_dict()):
+            log(f"[skip] {step.writes}: committed with the same parameters and inputs")
             continue
-        rerun = True
         log(f"[run ] {step.writes}")
         started = time.perf_counter()
-        spec.run(run_uri=run_uri, params=params, **step.inputs)
+        run_stage(spec, run_uri=run_uri, params=params, inputs=step.inputs)
         log(f"[done] {step.writes} in {time.perf_counter() - started:.1f} s ({spec.node} stage)")
-    return store.read_json(store.join(stage_uri(run_uri, "score"), "metrics.json"))
+    return StageInput.open(run_uri, "score").read_json("metrics.json")

@@ -3,10 +3,11 @@
 The KFP components (``components/``) are thin wrappers around :func:`run_task`; this module imports
 no kfp. A task's parameters are the profile's settings for its stage (``lumbar_core/profiles``),
 then the run's overrides (``{"stage.key": value}``, as ``lumbar run --set``), then what the pipeline
-fixes (studies, shard, stage names). Tasks pass references ``"{stage}@{attempt}"`` to each other:
+fixes (studies, shard, stage names). Tasks pass references ``"{stage}@{attempt}"`` to each other,
+one for every stage a task reads (the pipelines derive them from the registry's declared reads):
 they order the tasks, key KFP's cache (a retrained upstream has a new attempt, so its dependants
-rerun) and are checked before a task reads anything, so a task never reads an upstream that was
-replaced after it was scheduled.
+rerun) and pin the task's reads, so a task never reads an upstream that was replaced after it was
+scheduled (:func:`lumbar_core.stages.run_stage`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 
 from lumbar_core import pipeline
 from lumbar_core.cpus import limit_torch_threads, task_threads
-from lumbar_core.manifest import Manifest, ManifestError, StageInput
+from lumbar_core.manifest import Manifest, StageInput
 from lumbar_core.params import Params
-from lumbar_core.stages import get_stage
+from lumbar_core.stages import get_stage, parse_refs, run_stage
 
 
 @dataclass(frozen=True)
@@ -54,27 +55,20 @@ def score_views(run_uri: str) -> tuple[str, dict[str, Any] | None]:
     return scored.read_bytes("report.html").decode(), matrix
 
 
+def bundle_view(run_uri: str) -> tuple[str, str, dict[str, Any]]:
+    """What a UI shows of a committed model bundle: its URI, bundle.json's text and a few metadata fields."""
+    from lumbar_core.model_bundle import open_bundle
+
+    stage, meta = open_bundle(run_uri, run_uri)
+    fields = {"bundle_id": meta.bundle_id, "code_version": meta.code_version, "training_studies": meta.training_data.studies}
+    return stage.prefix, stage.read_bytes("bundle.json").decode(), fields
+
+
 def stage_params(stage: str, profile: str, overrides: Mapping[str, Any] | None = None, fixed: Mapping[str, Any] | None = None) -> Params:
     """The Params of ``stage``: profile settings, then ``stage.key`` overrides, then the fixed values."""
     settings = resolved_profile(profile, overrides)
     spec = get_stage(stage)
     return spec.params.from_dict({**settings["stages"].get(stage, {}), **(fixed or {})})
-
-
-def check_upstream(run_uri: str, after: Iterable[str]) -> None:
-    """Every ``"{stage}@{attempt}"`` in ``after`` is still that stage's committed attempt ('' is skipped)."""
-    for ref in after:
-        if not ref:
-            continue
-        stage, sep, attempt = str(ref).partition("@")
-        if not sep:
-            raise ValueError(f"upstream reference {ref!r} is not 'stage@attempt'")
-        committed = StageInput.open(run_uri, stage, verify=False).manifest.attempt
-        if committed != attempt:
-            raise ManifestError(
-                f"{run_uri}/{stage}: committed attempt is {committed}, but this task was scheduled after {attempt}; "
-                "the stage was rerun meanwhile, so rerun the tasks after it"
-            )
 
 
 def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -99,13 +93,13 @@ def run_task(
     after: Iterable[str] = (),
     log_metric: Callable[[str, float], None] | None = None,
 ) -> TaskResult:
-    """Run one stage as a pipeline task; ``log_metric`` receives its numeric metrics."""
-    check_upstream(run_uri, after)
+    """Run one stage as a pipeline task, its reads pinned to ``after``; ``log_metric`` receives its numeric metrics."""
+    pinned = parse_refs(after)
     params = stage_params(stage, profile, overrides, fixed)
     spec = get_stage(stage)
     if spec.node == "gpu":  # the torch stages (on a CPU too)
         limit_torch_threads(task_threads(getattr(params, "shard_count", 1)))
-    manifest: Manifest = spec.run(run_uri=run_uri, params=params, **dict(inputs or {}))
+    manifest: Manifest = run_stage(spec, run_uri=run_uri, params=params, inputs=inputs, pinned=pinned)
     if log_metric is not None:
         for key, value in numeric_metrics(manifest.metrics).items():
             log_metric(key, value)

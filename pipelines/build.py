@@ -1,20 +1,24 @@
 """The pipelines: ``train``, ``inference`` and one-task pipelines.
 
-``train`` runs every stage; ``inference`` ingests a split, predicts with given models and scores;
-one-task pipelines (``lumbar submit --stage NAME``) rerun a stage on a run's store prefix.
+``train`` and ``inference`` are built from :mod:`lumbar_core.graph`: one task per graph task, in the
+given images, each waiting for (and pinned to) the tasks whose stages it reads, as the registry
+declares them. Stages that run in shards (ingest, predict) fan out over study shards with
+``dsl.ParallelFor`` and are merged after. One-task pipelines (``lumbar submit --stage NAME``) rerun a
+stage on a run's store prefix.
 
-Tasks pass store URIs and stage references (``"{stage}@{attempt}"``), never data; ingest and predict
-fan out over study shards with ``dsl.ParallelFor`` and are merged after.
+Tasks pass store URIs and stage references (``"{stage}@{attempt}"``), never data.
 """
 
+import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from kfp import dsl
 
 from components import COMPONENTS, with_image
+from lumbar_core import graph
 from lumbar_core.errors import UnknownNameError
-from lumbar_core.pipeline import VALIDATION_INGEST
 from lumbar_core.stages import STAGES, get_stage
 from pipelines.images import Images
 from pipelines.kube import DEFAULT_GPU_NODE_SELECTOR, DEFAULT_GPU_TOLERATION, Placement, configure
@@ -49,42 +53,43 @@ def ref(task: dsl.PipelineTask):
     return task.outputs["Output"]
 
 
-def _ingest(t: _Tasks, *, data_uri, common: dict, split: str, studies, name: str, shards, display: str) -> dsl.PipelineTask:
-    items = t("fan-out", f"{display}: shards", count=shards, studies=studies, after=[])
-    with dsl.ParallelFor(items.output) as item:
-        part = t(
-            "ingest",
-            f"{display}: ingest shard",
-            data_uri=data_uri,
-            split=split,
-            studies=item.studies,
-            name=name,
-            shard_index=item.shard_index,
-            shard_count=shards,
-            **common,
-        )
-    return t("ingest-merge", f"{display}: merge", name=name, shard_count=shards, after=dsl.Collected(ref(part)), **common)
+def _sharded(t: _Tasks, task: graph.Task, values: dict[str, Any], after: list, common: dict, count) -> dsl.PipelineTask:
+    """``count`` shard tasks of ``task`` in a ParallelFor, then its merge task.
 
-
-def _predict_and_score(t: _Tasks, *, common: dict, ingest_stage: str, models_uri, shards, after: list) -> dsl.PipelineTask:
-    items = t("fan-out", "predict: shards", count=shards, studies=[], after=after)
+    kfp.local gives a loop body the loop item in place of any upstream task output, so the shards take
+    their studies and upstream references from the fan-out's items only.
+    """
+    studies = values.pop("studies", [])
+    items = t("fan-out", f"{task.label}: shards", count=count, studies=studies, after=after)
     with dsl.ParallelFor(items.output) as item:
+        extra = {"studies": item.studies} if "studies" in task.fixed else {}
         part = t(
-            "predict",
-            "predict shard",
-            ingest_stage=ingest_stage,
-            models_uri=models_uri,
+            task.stage,
+            f"{task.label}: shard",
             shard_index=item.shard_index,
-            shard_count=shards,
+            shard_count=count,
             after=item.after,
+            **extra,
+            **values,
             **common,
         )
-    merged = t("predict-merge", "predict: merge", shard_count=shards, after=dsl.Collected(ref(part)), **common)
-    return t("score", "score", ingest_stage=ingest_stage, models_uri=models_uri, after=[ref(merged)], **common)
+    return t(task.spec.merge, f"{task.label}: merge", name=task.name, shard_count=count, after=dsl.Collected(ref(part)), **common)
+
+
+def _wire(t: _Tasks, tasks: tuple[graph.Task, ...], args: Mapping[str, Any], common: dict, shards: Mapping[str, Any]) -> None:
+    """One KFP task (or shards and a merge) per graph task, each after the tasks whose stages it reads."""
+    made: dict[str, dsl.PipelineTask] = {}
+    for task in tasks:
+        after = [ref(made[name]) for name in graph.upstream(task, tasks)]
+        values = {k: graph.resolve(v, args) for k, v in {**task.fixed, **task.inputs}.items()}
+        if task.spec.merge:
+            made[task.name] = _sharded(t, task, values, after, common, shards[task.stage])
+        else:
+            made[task.name] = t(task.stage, task.label, after=after, **values, **common)
 
 
 def build_train(images: Images, *, s3_secret: str = DEFAULT_S3_SECRET, profile: str = DEFAULT_PROFILE, retries: int = 2) -> Callable:
-    """The training pipeline: every stage, then predict and score the validation studies."""
+    """The training pipeline: every stage, the model bundle, then predict and score the validation studies."""
     t = _Tasks(images, s3_secret, retries)
 
     @dsl.pipeline(name="lumbar-train", description="Train every model on a dataset's training studies; predict and score the rest.")
@@ -101,51 +106,23 @@ def build_train(images: Images, *, s3_secret: str = DEFAULT_S3_SECRET, profile: 
     ):
         t.placement = Placement(gpu_node_selector, gpu_toleration)
         common = {"run_uri": run_uri, "profile": profile, "overrides": overrides}
-        split = t("split-studies", "split studies", data_uri=data_uri, profile=profile, overrides=overrides)
-        training = _ingest(
-            t,
-            data_uri=data_uri,
-            common=common,
-            split="train",
-            studies=split.outputs["training"],
-            name="ingest",
-            shards=ingest_shards,
-            display="training studies",
-        )
-        validation = _ingest(
-            t,
-            data_uri=data_uri,
-            common=common,
-            split="train",
-            studies=split.outputs["validation"],
-            name=VALIDATION_INGEST,
-            shards=ingest_shards,
-            display="validation studies",
-        )
-        unet = t("vertebra-train", "vertebra-train", data_uri=data_uri, spider_uri=spider_uri, **common)
-        segmented = t("vertebra-segment", "vertebra-segment", after=[ref(training), ref(unet)], **common)
-        labelled = t("disc-label", "disc-label", after=[ref(segmented)], **common)
-        balanced = t("balance", "balance", after=[ref(labelled)], **common)
-        prepared = t("nnunet-prepare", "nnunet-prepare", after=[ref(balanced)], **common)
-        nnunet = t("nnunet-train", "nnunet-train", after=[ref(prepared)], **common)
-        densenet = t("densenet-train", "densenet-train", after=[ref(segmented), ref(balanced)], **common)
-        _predict_and_score(
-            t,
-            common=common,
-            ingest_stage=VALIDATION_INGEST,
-            models_uri="",
-            shards=predict_shards,
-            after=[ref(validation), ref(unet), ref(balanced), ref(nnunet), ref(densenet)],
-        )
+        inputs = t("train-inputs", "split studies", data_uri=data_uri, spider_uri=spider_uri, profile=profile, overrides=overrides)
+        args = {
+            "data_uri": data_uri,
+            "spider_uri": inputs.outputs["spider_uri"],
+            "training_studies": inputs.outputs["training"],
+            "validation_studies": inputs.outputs["validation"],
+        }
+        _wire(t, graph.TRAIN, args, common, {"ingest": ingest_shards, "predict": predict_shards})
 
     return train
 
 
 def build_inference(images: Images, *, s3_secret: str = DEFAULT_S3_SECRET, profile: str = DEFAULT_PROFILE, retries: int = 2) -> Callable:
-    """The inference pipeline: ingest a split's studies, predict them with a training run's models, score."""
+    """The inference pipeline: ingest a split's studies, predict them with a model bundle, score."""
     t = _Tasks(images, s3_secret, retries)
 
-    @dsl.pipeline(name="lumbar-inference", description="Predict a dataset's studies with trained models; write the submission.")
+    @dsl.pipeline(name="lumbar-inference", description="Predict a dataset's studies with a model bundle; write the submission.")
     def inference(
         data_uri: str,
         run_uri: str,
@@ -160,10 +137,8 @@ def build_inference(images: Images, *, s3_secret: str = DEFAULT_S3_SECRET, profi
     ):
         t.placement = Placement(gpu_node_selector, gpu_toleration)
         common = {"run_uri": run_uri, "profile": profile, "overrides": overrides}
-        ingested = _ingest(
-            t, data_uri=data_uri, common=common, split=split, studies=[], name="ingest", shards=ingest_shards, display="studies to predict"
-        )
-        _predict_and_score(t, common=common, ingest_stage="ingest", models_uri=models_uri, shards=predict_shards, after=[ref(ingested)])
+        args = {"data_uri": data_uri, "models_uri": models_uri, "split": split}
+        _wire(t, graph.INFERENCE, args, common, {"ingest": ingest_shards, "predict": predict_shards})
 
     return inference
 
@@ -174,22 +149,15 @@ def build_stage(
     """A one-task pipeline that reruns ``stage`` on a run's store prefix (its inputs are already there).
 
     Its parameters are the component's inputs (``after`` is empty: the task reads whatever is
-    committed) plus the GPU placement for GPU stages.
+    committed) plus the GPU placement for GPU stages. ``models_uri`` '' means the run's own bundle.
     """
-    get_stage(stage)  # an unknown name lists the valid ones
+    spec = get_stage(stage)  # an unknown name lists the valid ones
     t = _Tasks(images, s3_secret, retries)
     component = COMPONENTS[stage]
     wanted = [p for p in inspect.signature(component.python_func).parameters.values() if p.name != "after" and _is_input(p)]
-    defaults = {
-        "profile": profile,
-        "overrides": {},
-        "models_uri": "",
-        "spider_uri": "",
-        "name": "ingest",
-        "shard_index": 0,
-        "shard_count": 1,
-    }
-    defaults |= {"split": "train", "studies": [], "ingest_stage": "ingest"}
+    # the stage's own Params defaults (a tuple as a list: KFP takes lists), then the run's settings
+    defaults = {f.name: list(f.default) if isinstance(f.default, tuple) else f.default for f in dataclasses.fields(spec.params)}
+    defaults |= {"profile": profile, "overrides": {}}
     params = [
         p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD, default=defaults.get(p.name, inspect.Parameter.empty)) for p in wanted
     ]

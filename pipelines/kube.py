@@ -16,7 +16,7 @@ from kfp.dsl import PipelineTask
 
 # Requests (cpu, memory) per task; GPU stages also get one nvidia.com/gpu.
 RESOURCES: dict[str, tuple[str, str]] = {
-    "split-studies": ("1", "2G"),
+    "train-inputs": ("1", "2G"),
     "fan-out": ("0.5", "512M"),
     "ingest": ("4", "8G"),
     "ingest-merge": ("1", "4G"),
@@ -27,6 +27,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "nnunet-prepare": ("8", "32G"),
     "nnunet-train": ("12", "48G"),
     "densenet-train": ("8", "32G"),
+    "bundle": ("1", "4G"),
     "predict": ("4", "16G"),
     "predict-merge": ("1", "4G"),
     "score": ("2", "8G"),

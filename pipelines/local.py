@@ -68,7 +68,7 @@ def run_local(
         arguments["spider_uri"] = spider_uri or ""
     else:
         if not models_uri:
-            raise UserError("the inference pipeline needs the training run holding the models (--models URI)")
+            raise UserError("the inference pipeline needs a model bundle (--models URI: a bundle, or a training run holding one)")
         arguments |= {"models_uri": models_uri, "split": split}
     with tempfile.TemporaryDirectory(prefix="lumbar-compile-") as tmp:
         # No retries here: a local failure is a bug to see at once, not a preempted node.

@@ -27,6 +27,7 @@ from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.models.densenet import build_densenet, save_densenet
 from lumbar_core.models.unet import autocast, device
 from lumbar_core.params import Params
+from lumbar_core.splits import split_groups
 
 STAGE = "densenet-train"
 IGNORE = -100
@@ -103,10 +104,8 @@ def run(*, run_uri: str, params: DensenetTrainParams) -> Manifest:
     torch.manual_seed(params.seed)
     rng = np.random.default_rng(params.seed)
     crops, targets, studies, levels = _samples(run_uri, params)
-    unique = np.array(sorted(set(studies.tolist())))
-    n_val = max(1, round(len(unique) * params.val_fraction)) if len(unique) > 1 else 0
-    val_studies = set(rng.choice(unique, size=n_val, replace=False).tolist())
-    val = np.isin(studies, list(val_studies))
+    _, val_studies = split_groups(studies.tolist(), params.val_fraction, params.seed)
+    val = np.isin(studies, val_studies)
     train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
     dev = device()
     model = build_densenet(params.arch, params.weights).to(dev)

@@ -1,8 +1,8 @@
 """predict (gpu): per-study, per-level severity probabilities for any ingested studies.
 
-Reads an ingest stage (``ingest_stage``: the studies to predict) and the trained models of a
-training run (``models_uri``, default the same run): vertebra-train, nnunet-train, densenet-train
-and balance's prior. For each study:
+Reads an ingest stage (``ingest_stage``: the studies to predict) and a model bundle
+(``models_uri``: the bundle's URI or a training run holding one; default this run's ``bundle``
+stage): the U-Net, nnU-Net per family, the DenseNet, the prior and their calibration. For each study:
 
 1. the U-Net segments every sagittal stack; disc levels and canal centres as in vertebra-segment;
 2. spinal canal stenosis: nnU-Net (spinal) on the mid-sagittal T2 slice nearest each level's canal
@@ -17,6 +17,10 @@ and balance's prior. For each study:
 Model outputs are combined with the training prior as evidence (``nnunet_tau``, ``densenet_tau``):
 calibrated probabilities, not raw softmax.
 
+A study whose data cannot be used (:class:`lumbar_core.errors.StudyDataError`, a damaged volume) is
+reported in ``problems.parquet`` and predicted from the prior; if more than ``max_failed_fraction``
+of the studies fail so, the stage fails. Any other exception is a bug and fails the stage at once.
+
 With ``shard_count`` > 1 a task predicts every ``shard_count``-th study (sorted, from ``shard_index``)
 into ``{run}/{name}-shard-{i}/``, and ``predict-merge`` combines the shards into ``{run}/{name}/``.
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +45,12 @@ from tqdm import tqdm
 from lumbar_core import store, vocab
 from lumbar_core.axial import level_crops
 from lumbar_core.calibration import combine_with_prior, evidence
+from lumbar_core.documents import BundleMetadata
+from lumbar_core.errors import StudyDataError
 from lumbar_core.ingested import IngestedData, Volume
 from lumbar_core.levels import check_order, combine_series, level_centres, segment_stack, vertebra_centres
-from lumbar_core.manifest import Manifest, StageInput, StageOutput, shard_stage
+from lumbar_core.manifest import Manifest, ManifestError, StageInput, StageOutput, shard_stage
+from lumbar_core.model_bundle import open_bundle
 from lumbar_core.models.densenet import load_densenet, predict_sides
 from lumbar_core.models.unet import load_model
 from lumbar_core.nnunet.predict import level_distribution
@@ -60,7 +68,7 @@ class PredictParams(Params):
 
     Attributes:
         ingest_stage: the ingest stage holding the studies to predict.
-        models_uri: the training run holding the models ('' = this run).
+        models_uri: the model bundle (its URI, or a training run holding one; '' = this run's).
         foramen_offset_mm: distance of the foraminal slices from the canal centre, left and right.
         region_mm: radius around a level point in which nnU-Net's severity is read (disc-label's
             region radius).
@@ -72,6 +80,8 @@ class PredictParams(Params):
         densenet_tau: exponent of the DenseNet's evidence (None: the value densenet-train fitted). Its
             loss weighted classes (1, 2, 4) on natural frequencies, so the evidence is
             (p + floor) / (w x prior).
+        max_failed_fraction: the stage fails when more than this share of its studies cannot be
+            predicted for bad data (each such study is otherwise predicted from the prior).
         shard_index: this shard's number, 0-based.
         shard_count: shards in all; studies (sorted) are dealt round-robin to shards.
         name: the stage written (``{name}`` for one shard, ``{name}-shard-{i}`` for one of several).
@@ -84,6 +94,7 @@ class PredictParams(Params):
     batch_size: int = 16
     nnunet_tau: float | None = None
     densenet_tau: float | None = None
+    max_failed_fraction: float = 0.25
     shard_index: int = 0
     shard_count: int = 1
     name: str = STAGE
@@ -98,35 +109,26 @@ class MergeParams(Params):
 
 
 TABLES = ("predictions.parquet", "levels.parquet", "problems.parquet")
+# What one study's bad data raises: a study-level problem, a damaged volume (checksum, truncated or
+# not a zip). Anything else is a bug.
+DATA_ERRORS = (StudyDataError, ManifestError, zipfile.BadZipFile, EOFError)
 
 
 class _Models:
-    """Everything predict loads once from the training run."""
+    """Everything predict loads once from a model bundle."""
 
-    def __init__(self, models_uri: str, work: Path):
-        self.unet, self.unet_config = load_model(StageInput.open(models_uri, "vertebra-train").read_bytes("model.pt"))
-        self.prior = prior_from_json(StageInput.open(models_uri, "balance").read_json("prior.json"))
-        self.densenet, self.densenet_config = load_densenet(StageInput.open(models_uri, "densenet-train").read_bytes("model.pt"))
-        nnunet = StageInput.open(models_uri, "nnunet-train")
-        spacing = float(StageInput.open(models_uri, "disc-label").params["spacing_mm"])
-        report = nnunet.read_json("training.json")["families"]
-        self.nnunet = {}
-        self.spacing = {}
-        self.nnunet_tau = {family: float(info.get("tau", 1.0)) for family, info in report.items()}
-        self.nnunet_floor = {family: float(info.get("floor", 0.0)) for family, info in report.items()}
-        self.nnunet_frequencies = {
-            (family, level): np.asarray(q, dtype=float)
-            for family, info in report.items()
-            for level, q in info.get("class_frequencies", {}).items()
-        }
+    def __init__(self, bundle: StageInput, meta: BundleMetadata, work: Path):
         from lumbar_core.nnunet.predict import load_predictor
 
-        for family, info in report.items():
-            for path in nnunet.paths(f"results/{info['output_folder']}"):
-                if path.endswith((".json", "checkpoint_final.pth")):
-                    store.download(nnunet.uri(path), work / path)
-            self.nnunet[family] = load_predictor(work / "results" / info["output_folder"])
-            self.spacing[family] = spacing
+        self.meta = meta
+        self.unet, self.unet_config = load_model(bundle.read_bytes(meta.unet.file))
+        self.densenet, self.densenet_config = load_densenet(bundle.read_bytes(meta.densenet.file))
+        self.prior = prior_from_json(bundle.read_json(meta.prior))
+        self.nnunet = {}
+        for family, model in meta.nnunet.items():
+            for path in bundle.paths(model.folder):
+                store.download(bundle.uri(path), work / path)
+            self.nnunet[family] = load_predictor(work / model.folder)
 
 
 def _slice_probs(predictor, volume: Volume, k: int, spacing_mm: float) -> np.ndarray:
@@ -176,20 +178,20 @@ def predict_study(
     timing["segmentation"] += time.perf_counter() - t0
     found = {r["level"]: r for r in result.rows if r["source"] != "missing"}
     canal = {lv: np.array([r[f"canal_{a}"] for a in "xyz"]) for lv, r in found.items()}
-    got: dict[tuple[str, str], tuple[np.ndarray, str]] = {}
+    got: dict[tuple[str, str], tuple[np.ndarray, str]] = {}  # (condition, level) -> (distribution, nnU-Net family or densenet)
     t0 = time.perf_counter()
     for r in sagittal.itertuples():
         volume = volumes[(r.series_id, r.stack)]
-        if r.description == vocab.SAGITTAL_T2 and "spinal" in models.nnunet:
-            for level, dist in _nnunet_levels(models.nnunet["spinal"], models.spacing["spinal"], volume, canal, params.region_mm).items():
-                got.setdefault(("spinal_canal_stenosis", level), (dist, "nnunet"))
-        if r.description == vocab.SAGITTAL_T1 and "foraminal" in models.nnunet:
-            for side, sign in (("left", 1.0), ("right", -1.0)):
+        for family, model in models.meta.nnunet.items():
+            if r.description != model.series_type:
+                continue
+            for condition in model.conditions:
+                # a lateral condition is read foramen_offset_mm to its side (patient left is +x in LPS)
+                sign = {"left": 1.0, "right": -1.0}.get(vocab.CONDITION_SIDE[condition] or "", 0.0)
                 points = {lv: c + sign * params.foramen_offset_mm * np.array([1.0, 0, 0]) for lv, c in canal.items()}
-                for level, dist in _nnunet_levels(
-                    models.nnunet["foraminal"], models.spacing["foraminal"], volume, points, params.region_mm
-                ).items():
-                    got.setdefault((f"{side}_neural_foraminal_narrowing", level), (dist, "nnunet"))
+                predictor = models.nnunet[family]
+                for level, dist in _nnunet_levels(predictor, model.spacing_mm, volume, points, params.region_mm).items():
+                    got.setdefault((condition, level), (dist, family))
     timing["nnunet"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     levels = pd.DataFrame(result.rows)
@@ -208,15 +210,16 @@ def predict_study(
         for level in vocab.LEVELS:
             prior = models.prior[(condition, level)]
             dist, source = got.get((condition, level), (prior, "prior"))
-            if source == "nnunet":
-                family = "spinal" if condition == "spinal_canal_stenosis" else "foraminal"
-                tau = params.nnunet_tau if params.nnunet_tau is not None else models.nnunet_tau[family]
-                frequencies = models.nnunet_frequencies.get((family, level), 1.0)
-                dist = combine_with_prior(prior, evidence(dist, frequencies, models.nnunet_floor[family]), tau)
+            if source in models.meta.nnunet:
+                model = models.meta.nnunet[source]
+                source = "nnunet"
+                tau = params.nnunet_tau if params.nnunet_tau is not None else model.calibration.tau
+                frequencies = np.asarray(model.class_frequencies[level], dtype=float)
+                dist = combine_with_prior(prior, evidence(dist, frequencies, model.calibration.floor), tau)
             elif source == "densenet":
-                tau = params.densenet_tau if params.densenet_tau is not None else float(models.densenet_config.get("tau", 1.0))
-                floor = float(models.densenet_config.get("floor", 0.0))
-                dist = combine_with_prior(prior, evidence(dist, weights * prior, floor), tau)
+                fitted = models.meta.densenet_calibration
+                tau = params.densenet_tau if params.densenet_tau is not None else fitted.tau
+                dist = combine_with_prior(prior, evidence(dist, weights * prior, fitted.floor), tau)
             rows.append(
                 {
                     "study_id": study,
@@ -229,40 +232,49 @@ def predict_study(
     return rows, result.rows, result.problems
 
 
+def _prior_rows(study: int, prior) -> list[dict]:
+    return [
+        {"study_id": study, "condition": c, "level": lv, **dict(zip(vocab.SEVERITY_COLUMNS, map(float, prior[(c, lv)]))), "source": "prior"}
+        for c in vocab.CONDITIONS
+        for lv in vocab.LEVELS
+    ]
+
+
+class TooManyFailedStudiesError(RuntimeError):
+    """More studies than ``max_failed_fraction`` could not be predicted: something systematic is wrong."""
+
+
 def run(*, run_uri: str, params: PredictParams) -> Manifest:
-    """Predict every study of ``ingest_stage``; a study that fails is reported and predicted from the prior."""
+    """Predict every study of ``ingest_stage``; a study with bad data is reported and predicted from the prior."""
     data = IngestedData.open(run_uri, params.ingest_stage)
-    models_uri = params.models_uri or run_uri
+    bundle, meta = open_bundle(params.models_uri, run_uri)
     out = StageOutput(run_uri, shard_stage(params.name, params.shard_index, params.shard_count))
     rows, level_rows, problems = [], [], []
     timing: dict[str, float] = defaultdict(float)
     studies = sorted(data.index["study_id"].unique())[params.shard_index :: params.shard_count]
     with tempfile.TemporaryDirectory(prefix="lumbar-predict-") as tmp:
-        models = _Models(models_uri, Path(tmp))
+        models = _Models(bundle, meta, Path(tmp))
+        failed = []
         for study in tqdm(studies, desc="predict", unit="study"):
             try:
                 r, lv, pr = predict_study(data, study, models, params, timing)
-            except Exception as exc:  # one broken study never kills the run
+            except DATA_ERRORS as exc:  # one study's bad data never kills the run; a bug does
+                failed.append(study)
                 problems.append({"study_id": study, "kind": "prediction failed", "message": f"study {study}: {type(exc).__name__}: {exc}"})
-                r = [
-                    {
-                        "study_id": study,
-                        "condition": c,
-                        "level": lv_,
-                        **dict(zip(vocab.SEVERITY_COLUMNS, models.prior[(c, lv_)])),
-                        "source": "prior",
-                    }
-                    for c in vocab.CONDITIONS
-                    for lv_ in vocab.LEVELS
-                ]
-                lv, pr = [], []
+                r, lv, pr = _prior_rows(study, models.prior), [], []
             rows += r
             level_rows += lv
             problems += pr
+    if len(failed) > params.max_failed_fraction * len(studies):
+        raise TooManyFailedStudiesError(
+            f"predict: {len(failed)} of {len(studies)} studies failed (more than max_failed_fraction "
+            f"{params.max_failed_fraction}): {'; '.join(p['message'] for p in problems if p['study_id'] in failed)[:2000]}"
+        )
     predictions = pd.DataFrame(rows, columns=COLUMNS)
     frames = (predictions, pd.DataFrame(level_rows), pd.DataFrame(problems, columns=["study_id", "kind", "message"]))
     per_study = {k: v / max(1, len(studies)) for k, v in timing.items()}
-    return _commit(out, frames, per_study, len(studies), params={**params.to_dict(), "models_uri": models_uri}, threads=_torch_threads())
+    metrics = {"bundle": meta.bundle_id}
+    return _commit(out, frames, per_study, len(studies), params=params.to_dict(), threads=_torch_threads(), extra=metrics)
 
 
 def _torch_threads() -> int:
@@ -271,13 +283,15 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def _commit(out: StageOutput, frames, per_study: dict[str, float], studies: int, *, params: dict, threads: list | int) -> Manifest:
+def _commit(
+    out: StageOutput, frames, per_study: dict[str, float], studies: int, *, params: dict, threads: list | int, extra: dict | None = None
+) -> Manifest:
     predictions, _, problems = frames
     for name, frame in zip(TABLES, frames):
         out.write_table(name, frame)
     out.write_json("timing.json", {"seconds_per_study": per_study, "studies": studies, "threads": threads})
     sources = predictions["source"].value_counts().to_dict()
-    metrics = {"studies": studies, **{f"rows_{k}": int(v) for k, v in sources.items()}, "problems": len(problems)}
+    metrics = {"studies": studies, **{f"rows_{k}": int(v) for k, v in sources.items()}, "problems": len(problems), **(extra or {})}
     return out.commit(params=params, metrics=metrics)
 
 

@@ -1,7 +1,8 @@
 """score (cpu): the Kaggle submission, the score table, and an HTML report.
 
 Reads predict (``predictions.parquet``), the labels of the predicted studies (``ingest_stage``,
-if they have any) and the prior of the training run (balance's ``prior.json`` in ``models_uri``).
+if they have any) and the model bundle (``models_uri``, default this run's): its prior, the
+baseline, and its training figures for the report.
 
 Writes under ``{run}/score/`` (and publishes to ``{run}/score/`` itself): ``submission.csv`` (25 rows
 per study, rows normalised, the (1, 2, 4) reweighting on unless ``reweight`` is false),
@@ -22,7 +23,8 @@ import pandas as pd
 
 from lumbar_core import vocab
 from lumbar_core.ingested import IngestedData
-from lumbar_core.manifest import Manifest, ManifestError, StageInput, StageOutput
+from lumbar_core.manifest import Manifest, StageInput, StageOutput
+from lumbar_core.model_bundle import open_bundle
 from lumbar_core.params import Params
 from lumbar_core.plots import figure, png_bytes
 from lumbar_core.prior import prior_from_json, prior_submission
@@ -38,7 +40,7 @@ class ScoreParams(Params):
 
     Attributes:
         ingest_stage: the ingest stage of the predicted studies (their labels, if any, are the truth).
-        models_uri: the training run whose prior is the baseline ('' = this run).
+        models_uri: the model bundle whose prior is the baseline (its URI or a training run holding one; '' = this run's).
         reweight: apply the (1, 2, 4) reweighting to the submission.
     """
 
@@ -121,25 +123,22 @@ def _image(data: bytes, caption: str) -> str:
     return f"<figure><img src='data:image/png;base64,{encoded}'><figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
-def _overlays(models_uri: str) -> list[str]:
-    out = []
-    for stage, path, caption in (
-        ("vertebra-segment", "overlay.png", "vertebra U-Net classes and disc centres (localisation)"),
-        ("disc-label", "overlay.png", "disc-label regions: the nnU-Net training classes (segmentation)"),
-    ):
-        try:
-            out.append(_image(StageInput.open(models_uri, stage).read_bytes(path), caption))
-        except ManifestError:
-            continue
-    return out
+FIGURE_CAPTIONS = {
+    "figures/localisation.png": "vertebra U-Net classes and disc centres (localisation, training studies)",
+    "figures/regions.png": "disc-label regions: the nnU-Net training classes (segmentation)",
+}
+
+
+def _overlays(bundle: StageInput) -> list[str]:
+    return [_image(bundle.read_bytes(path), caption) for path, caption in FIGURE_CAPTIONS.items() if path in bundle.manifest.files]
 
 
 def run(*, run_uri: str, params: ScoreParams) -> Manifest:
     """Write the submission, the metrics and the report."""
     predict = StageInput.open(run_uri, "predict")
     predictions = predict.read_table("predictions.parquet")
-    models_uri = params.models_uri or run_uri
-    prior = prior_from_json(StageInput.open(models_uri, "balance").read_json("prior.json"))
+    bundle, meta = open_bundle(params.models_uri, run_uri)
+    prior = prior_from_json(bundle.read_json(meta.prior))
     row_ids = [vocab.row_id(s, c, lv) for s, c, lv in zip(predictions["study_id"], predictions["condition"], predictions["level"])]
     probs = predictions[list(vocab.SEVERITY_COLUMNS)].to_numpy(dtype=float)
     submission = make_submission(row_ids, probs, reweighted=params.reweight)
@@ -176,7 +175,7 @@ def run(*, run_uri: str, params: ScoreParams) -> Manifest:
         "<h2>Where each prediction came from</h2>",
         sources.to_html(),
         "<h2>Localisation and segmentation</h2>",
-        *_overlays(models_uri),
+        *_overlays(bundle),
     ]
     style = (
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
@@ -190,9 +189,8 @@ def run(*, run_uri: str, params: ScoreParams) -> Manifest:
     if confusion is not None:
         out.write_json("confusion.json", confusion)
     out.write_text("report.html", report)
-    manifest = out.commit(
-        params={**params.to_dict(), "models_uri": models_uri}, metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)}
-    )
+    metrics["bundle"] = meta.bundle_id
+    manifest = out.commit(params=params.to_dict(), metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)})
     for name in ("submission.csv", "metrics.json", "report.html"):
         out.publish(name)
     return manifest

@@ -5,9 +5,10 @@ from kfp.dsl import Metrics
 
 from components import COMPONENTS
 from lumbar_core import pipeline
-from lumbar_core.manifest import ManifestError, StageInput
+from lumbar_core.errors import ContractError, UpstreamChangedError
+from lumbar_core.manifest import StageInput
 from lumbar_core.stages import STAGES
-from lumbar_core.task import check_upstream, numeric_metrics, stage_params
+from lumbar_core.task import numeric_metrics, stage_params
 
 
 def _metrics(tmp_path, name="metrics") -> Metrics:
@@ -16,7 +17,7 @@ def _metrics(tmp_path, name="metrics") -> Metrics:
 
 def test_every_stage_has_a_component():
     assert set(STAGES) <= set(COMPONENTS)
-    assert set(COMPONENTS) - set(STAGES) == {"split-studies", "fan-out"}
+    assert set(COMPONENTS) - set(STAGES) == {"train-inputs", "fan-out"}
 
 
 def test_fan_out_items_carry_shard_studies_and_upstream():
@@ -26,13 +27,16 @@ def test_fan_out_items_carry_shard_studies_and_upstream():
         COMPONENTS["fan-out"].python_func(count=0, studies=[], after=[])
 
 
-def test_split_studies_matches_lumbar_run(phantom):
-    training, validation = COMPONENTS["split-studies"].python_func(
-        data_uri=str(phantom), profile="tiny", overrides={"run.validation_fraction": "0.5"}
+def test_train_inputs_match_lumbar_run(phantom):
+    training, validation, spider = COMPONENTS["train-inputs"].python_func(
+        data_uri=str(phantom), spider_uri="", profile="tiny", overrides={"run.validation_fraction": "0.5"}
     )
     profile = pipeline.apply_overrides(pipeline.load_profile("tiny"), {"run.validation_fraction": "0.5"})
     assert (training, validation) == pipeline.training_split(str(phantom), profile)
     assert len(training) == len(validation) == 8 and not set(training) & set(validation)
+    assert spider == f"{phantom}/spider"
+    given = COMPONENTS["train-inputs"].python_func(data_uri=str(phantom), spider_uri="s3://b/spider", profile="tiny", overrides={})
+    assert given[2] == "s3://b/spider"
 
 
 def test_ingest_shards_merge_and_report_metrics(phantom, tmp_path):
@@ -52,6 +56,7 @@ def test_ingest_shards_merge_and_report_metrics(phantom, tmp_path):
                 name="ingest",
                 shard_index=i,
                 shard_count=2,
+                after=[],
                 metrics=metrics,
             )
         )
@@ -65,16 +70,23 @@ def test_ingest_shards_merge_and_report_metrics(phantom, tmp_path):
     assert sorted(data.read_table("series_index.parquet")["study_id"].unique()) == sorted(studies)
 
 
-def test_a_task_refuses_an_upstream_that_was_replaced(phantom, tmp_path):
+def test_a_task_refuses_an_upstream_that_was_replaced_or_undeclared(phantom, tmp_path):
     run = str(tmp_path / "run")
-    kwargs = {"data_uri": str(phantom), "run_uri": run, "profile": "tiny", "overrides": {}, "split": "train", "name": "ingest"}
-    first = COMPONENTS["ingest"].python_func(**kwargs, studies=[], shard_index=0, shard_count=1, metrics=_metrics(tmp_path))
-    check_upstream(run, [first, ""])
-    COMPONENTS["ingest"].python_func(**kwargs, studies=[], shard_index=0, shard_count=1, metrics=_metrics(tmp_path, "again"))
-    with pytest.raises(ManifestError, match="rerun meanwhile"):
-        check_upstream(run, [first])
+    kwargs = {"data_uri": str(phantom), "run_uri": run, "profile": "tiny", "overrides": {"ingest.workers": "1"}, "split": "train"}
+    shard = {"studies": [], "shard_index": 0, "shard_count": 1, "after": []}
+    first = COMPONENTS["ingest"].python_func(**kwargs, name="ingest", **shard, metrics=_metrics(tmp_path))
+    merge = COMPONENTS["ingest-merge"].python_func
+    assert merge(
+        run_uri=run, profile="tiny", overrides={}, name="ingest", shard_count=1, after=[first, ""], metrics=_metrics(tmp_path, "m")
+    )
+    COMPONENTS["ingest"].python_func(**kwargs, name="ingest", **shard, metrics=_metrics(tmp_path, "again"))
+    with pytest.raises(UpstreamChangedError, match="rerun meanwhile"):
+        merge(run_uri=run, profile="tiny", overrides={}, name="ingest", shard_count=1, after=[first], metrics=_metrics(tmp_path, "m2"))
+    other = COMPONENTS["ingest"].python_func(**kwargs, name="ingest-validation", **shard, metrics=_metrics(tmp_path, "other"))
+    with pytest.raises(ContractError, match="does not declare"):
+        merge(run_uri=run, profile="tiny", overrides={}, name="ingest", shard_count=1, after=[other], metrics=_metrics(tmp_path, "m3"))
     with pytest.raises(ValueError, match="stage@attempt"):
-        check_upstream(run, ["ingest"])
+        merge(run_uri=run, profile="tiny", overrides={}, name="ingest", shard_count=1, after=["ingest"], metrics=_metrics(tmp_path, "m4"))
 
 
 def test_stage_params_layer_profile_overrides_and_fixed_values():

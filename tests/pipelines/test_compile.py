@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from components.image import DEFAULT_IMAGE
+from lumbar_core import graph
 from lumbar_core.cli import main
 from lumbar_core.stages import STAGES
 from pipelines.compile import compile_all
@@ -103,6 +104,27 @@ def test_every_task_retries_with_backoff_and_caches(compiled, name):
         assert task["cachingOptions"]["enableCache"] is True
 
 
+@pytest.mark.parametrize("name", ["train", "inference"])
+def test_each_task_waits_for_the_stages_it_reads(compiled, name):
+    """The compiled wiring is the registry's: a task depends on exactly the tasks writing what it declares it reads."""
+    tasks = graph.PIPELINES[name]
+    dag = compiled[name][0]["root"]["dag"]["tasks"]
+    display = {key: task["taskInfo"]["name"] for key, task in dag.items()}
+    by_label = {label: key for key, label in display.items()}
+
+    def committing(task: graph.Task) -> str:  # the KFP task that commits a graph task's stage
+        return by_label[f"{task.label}: merge" if task.spec.merge else task.label]
+
+    for task in tasks:
+        waiting = by_label[f"{task.label}: shards"] if task.spec.merge else committing(task)
+        got = {display[d] for d in dag[waiting].get("dependentTasks", [])} - {"split studies"}
+        expected = {display[committing(next(t for t in tasks if t.name == up))] for up in graph.upstream(task, tasks)}
+        assert got == expected, task.label
+    nnunet = next(t for t in tasks if t.stage == "nnunet-train") if name == "train" else None
+    if nnunet is not None:  # reads disc-label and balance besides nnunet-prepare: all three key its cache
+        assert set(graph.upstream(nnunet, tasks)) == {"disc-label", "balance", "nnunet-prepare"}
+
+
 def test_ingest_and_predict_fan_out(compiled):
     spec = compiled["train"][0]
     loops = {name: c for name, c in spec["components"].items() if name.startswith("comp-for-loop")}
@@ -129,8 +151,8 @@ def test_every_stage_compiles_to_a_one_task_pipeline(tmp_path, stage):
     assert list(spec["root"]["dag"]["tasks"]) == [stage]
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert "run_uri" in params and "after" not in params
-    if "name" in params:  # ingest and ingest-merge: the ingest stage they write / combine
-        assert params["name"]["defaultValue"] == "ingest"
+    if "name" in params:  # sharded stages and their merges: the stage they write / combine
+        assert params["name"]["defaultValue"] == STAGES[stage].params().name
     gpu = STAGES[stage].node == "gpu"
     assert ("gpu_node_selector" in params) == gpu
     executor = next(iter(platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()))

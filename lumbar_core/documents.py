@@ -1,0 +1,213 @@
+"""Typed stage outputs: the schemas of the tables and the dataclasses of the JSON documents stages pass on.
+
+A JSON document is written from a dataclass (``to_dict``) and read back with ``from_dict``, which
+names the file and the missing or unknown field instead of falling back to a silent default. The
+registry (:mod:`lumbar_core.stages`) attaches these to the files that carry them; the stage guard
+checks every table written against its schema and every declared document against its type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, TypeVar
+
+from lumbar_core.contracts import TableSchema
+
+D = TypeVar("D", bound="Document")
+
+
+class DocumentError(ValueError):
+    """A JSON document lacks a field, has an unknown one, or a value of the wrong shape."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    """Base of the typed JSON documents: ``to_dict`` / ``from_dict`` with field checks."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[D], data: Any, *, where: str = "") -> D:
+        """Parse ``data``; nested documents and ``dict[str, Document]`` fields are parsed too."""
+        name = f"{where}: " if where else ""
+        if not isinstance(data, dict):
+            raise DocumentError(f"{name}{cls.__name__} must be a JSON object, got {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise DocumentError(f"{name}{cls.__name__} has unknown field(s) {', '.join(unknown)}; valid: {', '.join(fields)}")
+        values = {}
+        for key, f in fields.items():
+            if key not in data:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise DocumentError(f"{name}{cls.__name__} lacks the field {key!r}")
+                continue
+            values[key] = _parse(data[key], hints[key], where=f"{where}.{key}" if where else key)
+        return cls(**values)
+
+
+def _parse(value: Any, hint: Any, *, where: str) -> Any:
+    if isinstance(hint, type) and issubclass(hint, Document):
+        return hint.from_dict(value, where=where)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is dict and len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], Document):
+        if not isinstance(value, dict):
+            raise DocumentError(f"{where}: expected an object of {args[1].__name__}")
+        return {k: args[1].from_dict(v, where=f"{where}.{k}") for k, v in value.items()}
+    return value
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+SERIES_INDEX = TableSchema(
+    (
+        "study_id",
+        "series_id",
+        "stack",
+        "description",
+        "orientation",
+        "rows",
+        "cols",
+        "row_spacing",
+        "col_spacing",
+        "affine",
+        "volume_stage",
+        "volume_path",
+    )
+)
+SLICES = TableSchema(("study_id", "series_id", "stack", "slice", "instance_number", "ipp_x", "ipp_y", "ipp_z"))
+LABELS = TableSchema(("study_id", "row_id", "condition", "level", "severity", "group"))
+COORDINATES = TableSchema(("study_id", "series_id", "condition", "level"))
+PROBLEMS = TableSchema(("study_id", "series_id", "file", "kind", "message"))
+LEVELS = TableSchema(("study_id", "level", "source", "canal_x", "canal_y", "canal_z"))
+CASES = TableSchema(("case_id", "family", "study_id", "path"))
+REGIONS = TableSchema(("case_id", "family", "condition", "level", "severity", "class"))
+CLASSES = TableSchema(("family", "class", "level", "severity", "cases", "balanced"))
+BALANCED = TableSchema(("case_id", "family", "multiplicity"))
+PREDICTIONS = TableSchema(("study_id", "condition", "level", "normal_mild", "moderate", "severe", "source"))
+PREDICT_PROBLEMS = TableSchema(("study_id", "kind", "message"))
+
+
+# --- nnU-Net -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedDataset(Document):
+    """One family's nnU-Net dataset as nnunet-prepare made it.
+
+    ``multiplicity`` is balance's case multiplicity (case id -> how many times its class balance
+    wants it drawn): the trainer samples by it; each case is stored once.
+    """
+
+    dataset: str
+    dataset_id: int
+    plans: str
+    training_images: int
+    cases: int
+    patch_size: list[int]
+    batch_size: int
+    features_per_stage: list[int]
+    multiplicity: dict[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedDatasets(Document):
+    """nnunet-prepare's ``datasets.json``: family -> dataset."""
+
+    families: dict[str, PreparedDataset]
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyTraining(Document):
+    """One family's nnU-Net training: where its results are, how it learnt, and its fitted evidence weight."""
+
+    dataset: str
+    output_folder: str  # relative to results/
+    pseudo_dice: list[dict[str, float | None]]
+    nan_classes: list[str]
+    device: str
+    tau: float
+    floor: float
+    tau_losses: dict[str, float]
+    tau_regions: int
+    class_frequencies: dict[str, list[float]]  # level -> severity frequencies training drew
+    sampled_class_counts: dict[str, int]
+    optimizer: str
+    learning_rate: float
+
+
+@dataclasses.dataclass(frozen=True)
+class NnunetTraining(Document):
+    """nnunet-train's ``training.json``."""
+
+    families: dict[str, FamilyTraining]
+    warnings: dict[str, list[str]]
+
+
+# --- the model bundle --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration(Document):
+    """A model's evidence weight against the prior and the floor added to its softmax (fitted on held-out data)."""
+
+    tau: float
+    floor: float
+
+
+@dataclasses.dataclass(frozen=True)
+class NnunetModel(Document):
+    """One family's nnU-Net in a bundle."""
+
+    folder: str  # relative to the bundle: plans.json, dataset.json, fold_0/checkpoint_final.pth
+    series_type: str
+    conditions: list[str]
+    spacing_mm: float  # in-plane pixel size its cases were made at
+    region_mm: float  # radius of the disc regions it was trained on
+    labels: dict[str, int]
+    calibration: Calibration
+    class_frequencies: dict[str, list[float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TorchModel(Document):
+    """A torch model file in a bundle and the config it was saved with."""
+
+    file: str
+    config: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData(Document):
+    """What the bundle was trained on: a fingerprint of the training studies' tables and their count."""
+
+    fingerprint: str
+    studies: int
+    data_uri: str
+    ingest_attempt: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleMetadata(Document):
+    """``bundle.json``: everything needed to use, audit or compare a bundle."""
+
+    format_version: int
+    bundle_id: str
+    created: str
+    code_version: str
+    libraries: dict[str, str]
+    training_data: TrainingData
+    conditions: list[str]
+    levels: list[str]
+    severities: list[str]
+    unet: TorchModel
+    densenet: TorchModel
+    densenet_calibration: Calibration
+    nnunet: dict[str, NnunetModel]
+    prior: str
+    validation: dict[str, Any]
+    sources: dict[str, str]  # stage -> attempt the bundle was made from
