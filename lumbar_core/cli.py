@@ -81,13 +81,13 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_stage(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from lumbar_core.stages import get_stage
+    from lumbar_core.stages import get_stage, run_stage
 
     spec = get_stage(args.stage)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(spec.params) if getattr(args, f.name) is not None}
     params = spec.params.from_dict(given)
     inputs = {name: getattr(args, name.removesuffix("_uri")) for name in spec.inputs}
-    manifest = spec.run(run_uri=args.run, params=params, **inputs)
+    manifest = run_stage(spec, run_uri=args.run, params=params, inputs=inputs)
     print(f"{args.stage}: committed {len(manifest.files)} files to {args.run}/{manifest.stage} ({manifest.attempt})")
     for key, value in manifest.metrics.items():
         print(f"  {key}: {value}")
@@ -108,9 +108,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Resolved here for either runner, so an unknown profile or stage fails before anything starts.
     profile = pipeline.apply_overrides(pipeline.load_profile(args.profile), dict(overrides))
     if args.runner == "inline":
-        if args.pipeline != "train":
-            raise UserError("--runner inline runs the train pipeline only; use the default kfp-local runner for inference")
-        metrics = pipeline.run_inline(args.data, args.run, profile, spider_uri=args.spider, force=args.force)
+        metrics = pipeline.run_inline(
+            args.data,
+            args.run,
+            profile,
+            pipeline=args.pipeline,
+            spider_uri=args.spider,
+            models_uri=args.models or "",
+            split=args.split,
+            force=args.force,
+        )
     else:
         metrics = _kfp_layer("local").run_local(
             args.data,
@@ -257,15 +264,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["kfp-local", "inline"],
         help="kfp-local: the compiled pipeline through kfp.local (default); inline: every stage in this process (debugging)",
     )
-    p.add_argument("--pipeline", default="train", choices=["train", "inference"], help="train (default) or inference (kfp-local)")
-    p.add_argument("--models", default=None, help="inference: the training run holding the models (path or URI)")
+    p.add_argument("--pipeline", default="train", choices=["train", "inference"], help="train (default) or inference")
+    p.add_argument("--models", default=None, help="inference: the model bundle (its URI, or a training run holding one)")
     p.add_argument("--split", default="test", help="inference: which split of the dataset to predict (default test)")
     p.add_argument("--ingest-shards", type=int, default=2, help="kfp-local: parallel ingest tasks per study set (default 2)")
     p.add_argument("--predict-shards", type=int, default=2, help="kfp-local: parallel predict tasks (default 2)")
     p.add_argument("--pipeline-root", default=None, help="kfp-local: folder for KFP's task outputs (default RUN/_kfp, or runs/_kfp-local)")
     p.add_argument("--spider", default=None, help="SPIDER-format folder (default: DATA/spider)")
     p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="override a profile setting (repeatable)")
-    p.add_argument("--force", action="store_true", help="inline: rerun every stage even if committed with the same parameters")
+    p.add_argument("--force", action="store_true", help="inline: rerun every stage even if committed with the same parameters and inputs")
     p.set_defaults(func=_cmd_run)
 
     p = verbs.add_parser("compile", help="compile the train and inference pipelines to YAML (for a cluster)")

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lumbar_core.errors import ContractError, UpstreamChangedError
+from lumbar_core.errors import ContractError, ManifestError, UpstreamChangedError
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,10 @@ class ReadGuard:
         """A JSON output declared with a document type must parse as that type."""
         for write in self.writes or ():
             if write.document is not None and fnmatch.fnmatchcase(relpath, write.path):
-                write.document.from_dict(obj, where=f"{self.stage}/{relpath}")
+                try:
+                    write.document.from_dict(obj, where=f"{self.stage}/{relpath}")
+                except ManifestError as exc:  # a DocumentError: the stage wrote what its type does not allow
+                    raise ContractError(str(exc)) from exc
 
 
 _guard: contextvars.ContextVar[ReadGuard | None] = contextvars.ContextVar("lumbar_read_guard", default=None)

@@ -13,12 +13,13 @@ import typing
 from typing import Any, TypeVar
 
 from lumbar_core.contracts import TableSchema
+from lumbar_core.errors import ManifestError
 
 D = TypeVar("D", bound="Document")
 
 
-class DocumentError(ValueError):
-    """A JSON document lacks a field, has an unknown one, or a value of the wrong shape."""
+class DocumentError(ManifestError):
+    """A stage's JSON output lacks a field, has an unknown one, or a value of the wrong shape."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lumbar_core.classes import label_names
+from lumbar_core.splits import split_groups
 
 FILE_ENDING = ".nii.gz"
 DUMMY_SPACING = 999.0  # the third spacing of a 2D image
@@ -31,42 +32,30 @@ def write_image(path: Path, array: np.ndarray, spacing: float) -> None:
     sitk.WriteImage(image, str(path), True)
 
 
-def write_raw_dataset(root: Path, name: str, cases: Iterable[tuple[str, np.ndarray, np.ndarray, float, int]]) -> int:
-    """Write ``root/name`` from (case_id, image, label, spacing, copies); returns the number of training images."""
+def write_raw_dataset(root: Path, name: str, cases: Iterable[tuple[str, np.ndarray, np.ndarray, float]]) -> int:
+    """Write ``root/name`` from (case_id, image, label, spacing), each case once; returns the number of training images."""
     folder = root / name
     n = 0
-    for case_id, image, label, spacing, copies in cases:
-        for copy in range(copies):
-            key = f"{case_id}_c{copy}"
-            write_image(folder / "imagesTr" / f"{key}_0000{FILE_ENDING}", image.astype(np.float32), spacing)
-            write_image(folder / "labelsTr" / f"{key}{FILE_ENDING}", label.astype(np.uint8), spacing)
-            n += 1
+    for case_id, image, label, spacing in cases:
+        write_image(folder / "imagesTr" / f"{case_id}_0000{FILE_ENDING}", image.astype(np.float32), spacing)
+        write_image(folder / "labelsTr" / f"{case_id}{FILE_ENDING}", label.astype(np.uint8), spacing)
+        n += 1
     dataset = {"channel_names": {"0": "MRI"}, "labels": label_names(), "numTraining": n, "file_ending": FILE_ENDING}
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=1))
     return n
 
 
-def splits(
-    case_ids: list[str], copies: dict[str, int], val_fraction: float, seed: int, groups: dict[str, object] | None = None
-) -> list[dict[str, list[str]]]:
-    """One train/val split as splits_final.json, by group (default: by case).
+def splits(case_ids: list[str], val_fraction: float, seed: int, groups: dict[str, object] | None = None) -> list[dict[str, list[str]]]:
+    """One train/val split as splits_final.json, by group (default: by case), from :func:`lumbar_core.splits.split_groups`.
 
-    All copies of a case, and all cases of one group (the slices of one study), fall on one side,
-    so validation never sees a neighbour of a training image.
+    All cases of one group (the slices of one study) fall on one side, so validation never sees a
+    neighbour of a training image. With a single group, validation is the training set.
     """
-    group_of = groups or {c: c for c in case_ids}
-    rng = np.random.default_rng(seed)
-    order = list(rng.permutation(sorted({str(group_of[c]) for c in case_ids})))
-    n_val = max(1, int(round(len(order) * val_fraction))) if len(order) > 1 else 0
-    val_groups = set(order[:n_val])
-    val = sorted(c for c in case_ids if str(group_of[c]) in val_groups)
-    in_val = set(val)
-
-    def keys(ids):
-        return [f"{c}_c{k}" for c in sorted(ids) for k in range(copies[c])]
-
-    train_ids = [c for c in case_ids if c not in in_val] or val
-    return [{"train": keys(train_ids), "val": keys(val) or keys(train_ids)}]
+    group_of = {c: str((groups or {}).get(c, c)) for c in case_ids}
+    _, val_groups = split_groups(group_of.values(), val_fraction, seed)
+    val = sorted(c for c in case_ids if group_of[c] in set(val_groups))
+    train = sorted(set(case_ids) - set(val)) or val
+    return [{"train": train, "val": val or train}]
 
 
 @contextmanager

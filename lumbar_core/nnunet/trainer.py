@@ -9,10 +9,11 @@ augmentation stay as nnU-Net has them.
 
 Our classes are also very unequal (a level's Normal/Mild region is in nearly every image, its
 Severe one in a handful), and with nnU-Net's uniform case sampling most batches hold no rare class,
-so the batch Dice drives them to zero. With ``class_balance`` > 0 each training case is drawn in
-proportion to ``count(c) ** -class_balance`` of its rarest class c (1 = every class about equally
-often); ``sampled_class_counts`` records how often each class is then seen, which the stage divides
-out of the softmax. ``optimizer`` "adamw" replaces nnU-Net's SGD (momentum 0.99, made for 1000
+so the batch Dice drives them to zero. Each case is first drawn as often as its ``multiplicity``
+(balance's oversampling, which nnunet-prepare passes on instead of copying files); with
+``class_balance`` > 0 each of those draws is then weighted by ``count(c) ** -class_balance`` of its
+rarest class c (1 = every class about equally often). ``sampled_class_counts`` records how often
+each class is then seen, which the stage divides out of the softmax. ``optimizer`` "adamw" replaces nnU-Net's SGD (momentum 0.99, made for 1000
 epochs of 250 iterations), which on a budget of a few thousand iterations barely leaves the start.
 
 Epochs and iterations come from the stage's Params (not a class per value); ``epoch_callback`` is
@@ -57,6 +58,7 @@ class LumbarTrainer(nnUNetTrainer):
     optimizer_name: str = "sgd"
     learning_rate: float | None = None
     class_balance: float = 0.0
+    multiplicity: dict[str, int] | None = None
     sampled_class_counts: dict[int, int] | None = None
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
@@ -75,11 +77,19 @@ class LumbarTrainer(nnUNetTrainer):
         self.num_val_iterations_per_epoch = val_iterations
         self.save_every = 1
 
-    def configure_training(self, *, optimizer: str = "sgd", learning_rate: float | None = None, class_balance: float = 0.0) -> None:
-        """Set the optimizer, its initial learning rate and the class balance of the case sampling.
+    def configure_training(
+        self,
+        *,
+        optimizer: str = "sgd",
+        learning_rate: float | None = None,
+        class_balance: float = 0.0,
+        multiplicity: dict[str, int] | None = None,
+    ) -> None:
+        """Set the optimizer, its initial learning rate and the case sampling.
 
         ``optimizer`` "sgd" (nnU-Net's) or "adamw"; ``learning_rate`` None takes 1e-2 for SGD (nnU-Net's)
-        and 3e-4 for AdamW; ``class_balance`` 0 keeps nnU-Net's uniform sampling.
+        and 3e-4 for AdamW; ``class_balance`` 0 and no ``multiplicity`` (case id -> draws, default 1)
+        keep nnU-Net's uniform sampling.
         """
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"nnU-Net optimizer {optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
@@ -88,6 +98,7 @@ class LumbarTrainer(nnUNetTrainer):
         self.optimizer_name = optimizer
         self.learning_rate = learning_rate
         self.class_balance = class_balance
+        self.multiplicity = dict(multiplicity or {})
 
     def configure_optimizers(self):
         """nnU-Net's SGD, or AdamW; both with nnU-Net's polynomial decay over the epochs."""
@@ -100,17 +111,19 @@ class LumbarTrainer(nnUNetTrainer):
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
     def get_tr_and_val_datasets(self):
-        """nnU-Net's datasets; with ``class_balance`` the training list repeats cases of rare classes."""
+        """nnU-Net's datasets; the training list repeats cases by multiplicity, then by the rarity of their classes."""
         train, val = super().get_tr_and_val_datasets()
-        keys = list(train.identifiers)
+        unique = list(train.identifiers)
         # foreground classes only: nnU-Net marks background outside the image's nonzero region -1
-        classes = [{int(c) for c in np.unique(np.asarray(train.load_case(k)[1])) if c > 0} for k in keys]
+        classes_of = {k: {int(c) for c in np.unique(np.asarray(train.load_case(k)[1])) if c > 0} for k in unique}
+        keys = [k for k in unique for _ in range(max(1, int((self.multiplicity or {}).get(k, 1))))]
+        classes = [classes_of[k] for k in keys]
         repeats = balanced_repeats(classes, self.class_balance)
         drawn: Counter[int] = Counter()
         for present, n in zip(classes, repeats):
             drawn.update(dict.fromkeys(present, int(n)))
         self.sampled_class_counts = dict(sorted(drawn.items()))
-        if np.any(repeats > 1):
+        if len(keys) > len(unique) or np.any(repeats > 1):
             repeated = [k for k, n in zip(keys, repeats) for _ in range(n)]
             train = self.dataset_class(
                 self.preprocessed_dataset_folder, repeated, folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage

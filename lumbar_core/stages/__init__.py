@@ -167,7 +167,7 @@ STAGES: dict[str, StageSpec] = {
             writes=(
                 Write("raw/*", "nnU-Net raw datasets"),
                 Write("preprocessed/*", "plans, preprocessed data, splits"),
-                Write("datasets.json", "per family: dataset, plans, case multiplicities", document=documents.PreparedDataset),
+                Write("datasets.json", "per family: dataset, plans, case multiplicities", document=documents.PreparedDatasets),
             ),
         ),
         StageSpec(

@@ -1,14 +1,17 @@
 """nnunet-prepare (cpu): nnU-Net raw datasets from the balanced cases, then nnU-Net's planning and preprocessing.
 
 Reads disc-label (cases) and balance (multiplicities). For each family (``spinal``, ``foraminal``)
-writes ``Dataset{id}_Lumbar{Family}`` (dataset.json, imagesTr, labelsTr; a case appears as many
-times as balance says), runs nnunetv2's fingerprint extraction, ExperimentPlanner (its plans file
-then edited, as nnU-Net's docs show, where ``base_features`` or ``batch_size`` ask for it) and the
-``2d`` preprocessing through its Python API, and writes ``splits_final.json`` with one train/val split by
-study (copies of a case, and the slices of one study, never straddle it).
+writes ``Dataset{id}_Lumbar{Family}`` (dataset.json, imagesTr, labelsTr; each case once), runs
+nnunetv2's fingerprint extraction, ExperimentPlanner (its plans file then edited, as nnU-Net's docs
+show, where ``base_features`` or ``batch_size`` ask for it) and the ``2d`` preprocessing through its
+Python API, and writes ``splits_final.json`` with one train/val split by study (the slices of one
+study never straddle it; :func:`lumbar_core.splits.split_groups`). Balance's multiplicities are not
+copies on disk: they travel in ``datasets.json`` to the trainer, which draws each case that many
+times more often.
 
 Writes under ``{run}/nnunet-prepare/``: ``raw/{dataset}/...``, ``preprocessed/{dataset}/...`` and
-``datasets.json`` (family -> dataset name, id, training images, patch size, batch size).
+``datasets.json`` (:class:`lumbar_core.documents.PreparedDatasets`: per family the dataset name, id,
+plans, images, patch and batch size, features, case multiplicities).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lumbar_core.classes import FAMILIES
+from lumbar_core.documents import PreparedDataset, PreparedDatasets
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.nnunet.dataset import dataset_name, nnunet_env, splits, write_raw_dataset
 from lumbar_core.params import Params
@@ -36,7 +40,7 @@ class NnunetPrepareParams(Params):
 
     Attributes:
         dataset_id: id of the spinal dataset; the foraminal one takes the next id.
-        val_fraction: share of original cases in the validation split.
+        val_fraction: share of studies whose cases validate.
         processes: worker processes for nnU-Net's fingerprinting and preprocessing.
         seed: seed of the split.
         base_features: feature maps of the U-Net's first stage, doubling per stage up to nnU-Net's
@@ -65,10 +69,10 @@ def customise_plans(plans_file: Path, *, base_features: int, batch_size: int) ->
     return plans
 
 
-def _cases(disc: StageInput, cases: pd.DataFrame, copies: dict[str, int]):
+def _cases(disc: StageInput, cases: pd.DataFrame):
     for row in cases.itertuples():
         with np.load(io.BytesIO(disc.read_bytes(row.path))) as z:
-            yield row.case_id, z["image"], z["label"], float(z["spacing"][0]), copies[row.case_id]
+            yield row.case_id, z["image"], z["label"], float(z["spacing"][0])
 
 
 def run(*, run_uri: str, params: NnunetPrepareParams) -> Manifest:
@@ -76,9 +80,9 @@ def run(*, run_uri: str, params: NnunetPrepareParams) -> Manifest:
     disc = StageInput.open(run_uri, "disc-label")
     balanced = StageInput.open(run_uri, "balance").read_table("balanced.parquet")
     all_cases = disc.read_table("cases.parquet")
-    copies = dict(zip(balanced["case_id"], balanced["multiplicity"].astype(int)))
+    copies = {str(c): int(m) for c, m in zip(balanced["case_id"], balanced["multiplicity"])}
     out = StageOutput(run_uri, STAGE)
-    summary = {}
+    summary: dict[str, PreparedDataset] = {}
     with tempfile.TemporaryDirectory(prefix="lumbar-nnunet-") as tmp:
         work = Path(tmp)
         with nnunet_env(work, processes=params.processes) as paths:
@@ -94,7 +98,7 @@ def run(*, run_uri: str, params: NnunetPrepareParams) -> Manifest:
                     continue
                 dataset_id = params.dataset_id + spec.id_offset
                 name = dataset_name(dataset_id, family)
-                n = write_raw_dataset(paths["nnUNet_raw"], name, _cases(disc, cases, copies))
+                n = write_raw_dataset(paths["nnUNet_raw"], name, _cases(disc, cases))
                 extract_fingerprint_dataset(dataset_id, num_processes=params.processes, verbose=False, show_progress_bar=False)
                 _, identifier = plan_experiment_dataset(dataset_id)
                 plans_file = paths["nnUNet_preprocessed"] / name / f"{identifier}.json"
@@ -103,23 +107,24 @@ def run(*, run_uri: str, params: NnunetPrepareParams) -> Manifest:
                     dataset_id, identifier, configurations=("2d",), num_processes=(params.processes,), show_progress_bar=False
                 )
                 groups = dict(zip(cases["case_id"], cases["study_id"]))
-                split = splits(list(cases["case_id"]), copies, params.val_fraction, params.seed, groups)
+                split = splits(list(cases["case_id"]), params.val_fraction, params.seed, groups)
                 (paths["nnUNet_preprocessed"] / name / "splits_final.json").write_text(json.dumps(split, indent=1))
                 config = plans["configurations"]["2d"]
-                summary[family] = {
-                    "dataset": name,
-                    "dataset_id": dataset_id,
-                    "plans": identifier,
-                    "training_images": n,
-                    "cases": len(cases),
-                    "patch_size": config["patch_size"],
-                    "batch_size": config["batch_size"],
-                    "features_per_stage": config["architecture"]["arch_kwargs"]["features_per_stage"],
-                }
+                summary[family] = PreparedDataset(
+                    dataset=name,
+                    dataset_id=dataset_id,
+                    plans=identifier,
+                    training_images=n,
+                    cases=len(cases),
+                    patch_size=list(config["patch_size"]),
+                    batch_size=int(config["batch_size"]),
+                    features_per_stage=list(config["architecture"]["arch_kwargs"]["features_per_stage"]),
+                    multiplicity={c: copies[c] for c in cases["case_id"]},
+                )
         if not summary:
             raise ValueError("nnunet-prepare: the balanced case list is empty")
         out.upload_dir(work / "raw", "raw")
         out.upload_dir(work / "preprocessed", "preprocessed")
-    out.write_json("datasets.json", summary)
-    metrics = {f"{family}_images": s["training_images"] for family, s in summary.items()}
+    out.write_json("datasets.json", PreparedDatasets(summary).to_dict())
+    metrics = {f"{family}_images": s.training_images for family, s in summary.items()}
     return out.commit(params=params.to_dict(), metrics=metrics)

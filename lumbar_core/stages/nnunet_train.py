@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lumbar_core import settings, store
 from lumbar_core.calibration import level_frequencies
+from lumbar_core.documents import FamilyTraining, NnunetTraining, PreparedDataset, PreparedDatasets
 from lumbar_core.manifest import Manifest, StageInput, StageOutput, stage_uri
 from lumbar_core.nnunet.dataset import label_names, nnunet_env
 from lumbar_core.params import Params
@@ -76,15 +77,15 @@ def augmentation_processes(requested: int, cuda: bool) -> int:
     return max(1, min(8, settings.workers() - 1)) if cuda else 1
 
 
-def _train_family(work: Path, summary: dict, params: NnunetTrainParams, run_uri: str, family: str) -> dict:
+def _train_family(work: Path, prepared: PreparedDataset, params: NnunetTrainParams, run_uri: str, family: str) -> FamilyTraining:
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
 
     from lumbar_core.nnunet.trainer import LumbarTrainer
 
-    name = summary["dataset"]
+    name = prepared.dataset
     preprocessed = work / "preprocessed" / name
-    plans = load_json(str(preprocessed / f"{summary['plans']}.json"))
+    plans = load_json(str(preprocessed / f"{prepared.plans}.json"))
     checkpoint_uri = store.join(stage_uri(run_uri, STAGE), "_work", family, "checkpoint_latest.pth")
     resuming = params.resume and store.exists(checkpoint_uri)
     plans["continue_training"] = resuming  # nnU-Net's trainer expects its CLI to have set this
@@ -92,7 +93,12 @@ def _train_family(work: Path, summary: dict, params: NnunetTrainParams, run_uri:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     trainer = LumbarTrainer(plans=plans, configuration="2d", fold=0, dataset_json=dataset_json, device=device)
     trainer.configure_length(epochs=params.epochs, iterations=params.iterations, val_iterations=params.val_iterations)
-    trainer.configure_training(optimizer=params.optimizer, learning_rate=params.learning_rate or None, class_balance=params.class_balance)
+    trainer.configure_training(
+        optimizer=params.optimizer,
+        learning_rate=params.learning_rate or None,
+        class_balance=params.class_balance,
+        multiplicity=prepared.multiplicity,
+    )
 
     def upload_checkpoint(t: LumbarTrainer) -> None:
         latest = Path(t.output_folder) / "checkpoint_latest.pth"
@@ -112,21 +118,21 @@ def _train_family(work: Path, summary: dict, params: NnunetTrainParams, run_uri:
     last = history[-1] if history else []
     nan_classes = [names[i] for i, v in enumerate(last) if math.isnan(v)]
     store.delete(checkpoint_uri)
-    return {
-        "dataset": name,
-        "output_folder": str(Path(trainer.output_folder_base).relative_to(work / "results")),
-        "pseudo_dice": [{n: (None if math.isnan(v) else round(v, 4)) for n, v in zip(names, epoch)} for epoch in history],
-        "nan_classes": nan_classes,
-        "device": device.type,
-        "tau": tau,
-        "floor": floor,
-        "tau_losses": losses,
-        "tau_regions": cases,
-        "class_frequencies": {level: [round(float(v), 6) for v in q] for level, q in frequencies.items()},
-        "sampled_class_counts": {names[c - 1]: n for c, n in (trainer.sampled_class_counts or {}).items()},
-        "optimizer": trainer.optimizer_name,
-        "learning_rate": trainer.initial_lr,
-    }
+    return FamilyTraining(
+        dataset=name,
+        output_folder=str(Path(trainer.output_folder_base).relative_to(work / "results")),
+        pseudo_dice=[{n: (None if math.isnan(v) else round(v, 4)) for n, v in zip(names, epoch)} for epoch in history],
+        nan_classes=nan_classes,
+        device=device.type,
+        tau=float(tau),
+        floor=float(floor),
+        tau_losses=losses,
+        tau_regions=cases,
+        class_frequencies={level: [round(float(v), 6) for v in q] for level, q in frequencies.items()},
+        sampled_class_counts={names[c - 1]: n for c, n in (trainer.sampled_class_counts or {}).items()},
+        optimizer=trainer.optimizer_name,
+        learning_rate=float(trainer.initial_lr),
+    )
 
 
 def _fit_tau(trainer, splits_file: Path, run_uri: str, frequencies: dict) -> tuple[float, float, dict[str, float], int]:
@@ -144,8 +150,7 @@ def _fit_tau(trainer, splits_file: Path, run_uri: str, frequencies: dict) -> tup
     from lumbar_core.nnunet.predict import level_distribution, load_predictor, predict_slice
     from lumbar_core.prior import prior_from_json
 
-    val_keys = json.loads(splits_file.read_text())[0]["val"]
-    val_cases = sorted({k.rsplit("_c", 1)[0] for k in val_keys})
+    val_cases = sorted(set(json.loads(splits_file.read_text())[0]["val"]))
     disc = StageInput.open(run_uri, "disc-label")
     regions = disc.read_table("regions.parquet").rename(columns={"class": "cls"})
     cases = disc.read_table("cases.parquet").set_index("case_id")
@@ -173,9 +178,9 @@ def _fit_tau(trainer, splits_file: Path, run_uri: str, frequencies: dict) -> tup
     return tau, floor, losses, len(truth)
 
 
-def check_nan_classes(report: dict[str, dict], *, allow_missing: bool) -> dict[str, list[str]]:
+def check_nan_classes(report: dict[str, FamilyTraining], *, allow_missing: bool) -> dict[str, list[str]]:
     """Families' classes with nan pseudo Dice at the end; an error naming them unless ``allow_missing`` (then a warning)."""
-    problems = {f: r["nan_classes"] for f, r in report.items() if r["nan_classes"]}
+    problems = {f: r.nan_classes for f, r in report.items() if r.nan_classes}
     if problems:
         message = "; ".join(f"{f}: {', '.join(c)}" for f, c in problems.items())
         if not allow_missing:
@@ -190,12 +195,12 @@ def check_nan_classes(report: dict[str, dict], *, allow_missing: bool) -> dict[s
 def run(*, run_uri: str, params: NnunetTrainParams) -> Manifest:
     """Train each family's nnU-Net; see the module docstring."""
     prepared = StageInput.open(run_uri, "nnunet-prepare")
-    datasets = prepared.read_json("datasets.json")
+    datasets = PreparedDatasets.from_dict(prepared.read_json("datasets.json"), where=f"{prepared.prefix}/datasets.json").families
     unknown = sorted(set(params.families) - set(datasets))
     if unknown:
         raise ValueError(f"nnunet-train: no prepared dataset for {', '.join(unknown)}; prepared: {', '.join(sorted(datasets))}")
     out = StageOutput(run_uri, STAGE)
-    report: dict[str, dict] = {}
+    report: dict[str, FamilyTraining] = {}
     with tempfile.TemporaryDirectory(prefix="lumbar-nnunet-") as tmp:
         work = Path(tmp)
         for path in prepared.paths("preprocessed"):
@@ -207,11 +212,11 @@ def run(*, run_uri: str, params: NnunetTrainParams) -> Manifest:
                 report[family] = _train_family(work, datasets[family], params, run_uri, family)
         out.upload_dir(work / "results", "results")
     problems = check_nan_classes(report, allow_missing=params.allow_missing)
-    out.write_json("training.json", {"families": report, "warnings": problems})
+    out.write_json("training.json", NnunetTraining(report, problems).to_dict())
     metrics = {}
     for family, r in report.items():
-        last = r["pseudo_dice"][-1] if r["pseudo_dice"] else {}
+        last = r.pseudo_dice[-1] if r.pseudo_dice else {}
         values = [v for v in last.values() if v is not None]
         metrics[f"{family}_mean_pseudo_dice"] = float(sum(values) / len(values)) if values else float("nan")
-        metrics[f"{family}_nan_classes"] = len(r["nan_classes"])
-    return out.commit(params=params.to_dict(), metrics=metrics | {"device": json.dumps(sorted({r["device"] for r in report.values()}))})
+        metrics[f"{family}_nan_classes"] = len(r.nan_classes)
+    return out.commit(params=params.to_dict(), metrics=metrics | {"device": json.dumps(sorted({r.device for r in report.values()}))})
