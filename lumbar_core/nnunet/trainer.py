@@ -13,8 +13,9 @@ so the batch Dice drives them to zero. Each case is first drawn as often as its 
 (balance's oversampling, which nnunet-prepare passes on instead of copying files); with
 ``class_balance`` > 0 each of those draws is then weighted by ``count(c) ** -class_balance`` of its
 rarest class c (1 = every class about equally often). ``sampled_class_counts`` records how often
-each class is then seen, which the stage divides out of the softmax. ``optimizer`` "adamw" replaces nnU-Net's SGD (momentum 0.99, made for 1000
-epochs of 250 iterations), which on a budget of a few thousand iterations barely leaves the start.
+each class is then seen, which the stage divides out of the softmax. ``optimizer`` "adamw" replaces
+nnU-Net's SGD (momentum 0.99, made for 1000 epochs of 250 iterations), which on a budget of a few
+thousand iterations barely leaves the start.
 
 Epochs and iterations come from the stage's Params (not a class per value); ``epoch_callback`` is
 called after every epoch (after nnU-Net wrote ``checkpoint_latest.pth``), which the stage uses to
