@@ -107,6 +107,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     overrides = _parse_sets(args.set)
     # Resolved here for either runner, so an unknown profile or stage fails before anything starts.
     profile = pipeline.apply_overrides(pipeline.load_profile(args.profile), dict(overrides))
+    if args.dry_run:
+        steps = pipeline.plan(
+            args.data, profile, pipeline=args.pipeline, spider_uri=args.spider, models_uri=args.models or "", split=args.split
+        )
+        stale = {s.writes for s in steps} if args.force else set(pipeline.outdated(args.run, steps))
+        for step in steps:
+            print(
+                f"{'run ' if step.writes in stale else 'skip'} {step.writes}" + (f"  (after {', '.join(step.after)})" if step.after else "")
+            )
+        return 0
     if args.runner == "inline":
         metrics = pipeline.run_inline(
             args.data,
@@ -273,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spider", default=None, help="SPIDER-format folder (default: DATA/spider)")
     p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="override a profile setting (repeatable)")
     p.add_argument("--force", action="store_true", help="inline: rerun every stage even if committed with the same parameters and inputs")
+    p.add_argument("--dry-run", action="store_true", help="list the stages in order: which would run inline, which are up to date")
     p.set_defaults(func=_cmd_run)
 
     p = verbs.add_parser("compile", help="compile the train and inference pipelines to YAML (for a cluster)")

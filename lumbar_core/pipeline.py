@@ -55,12 +55,13 @@ def apply_overrides(profile: dict[str, Any], overrides: dict[str, str]) -> dict[
 
 @dataclass
 class Step:
-    """One stage call of the plan: registry name, the stage name it writes, inputs and params."""
+    """One stage call of the plan: registry name, the stage it writes, inputs, params and the steps it reads."""
 
     stage: str
     writes: str
     inputs: dict[str, str] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    after: list[str] = field(default_factory=list)
 
 
 def training_split(data_uri: str, profile: dict[str, Any]) -> tuple[list[int], list[int]]:
@@ -105,7 +106,8 @@ def plan(
     for task in tasks:
         fixed = {k: graph.resolve(v, args) for k, v in task.fixed.items()}
         inputs = {k: graph.resolve(v, args) for k, v in task.inputs.items()}
-        steps.append(Step(task.stage, task.name, inputs, {**profile["stages"].get(task.stage, {}), **fixed}))
+        params = {**profile["stages"].get(task.stage, {}), **fixed}
+        steps.append(Step(task.stage, task.name, inputs, params, graph.upstream(task, tasks)))
     return steps
 
 
@@ -129,6 +131,16 @@ def up_to_date(run_uri: str, step: Step, params: dict[str, Any]) -> bool:
     if any(manifest.params.get(k) != (list(v) if isinstance(v, tuple) else v) for k, v in wanted.items()):
         return False
     return all(_committed(run_uri, key) == attempt for key, attempt in manifest.upstream.items())
+
+
+def outdated(run_uri: str, steps: list[Step]) -> list[str]:
+    """The stages of ``steps`` that a run would (re)run: not up to date, or after one that reruns."""
+    stale: set[str] = set()
+    for step in steps:
+        params = get_stage(step.stage).params.from_dict(step.params).to_dict()
+        if stale & set(step.after) or not up_to_date(run_uri, step, params):
+            stale.add(step.writes)
+    return [step.writes for step in steps if step.writes in stale]
 
 
 def run_inline(

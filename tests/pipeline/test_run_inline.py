@@ -6,6 +6,8 @@ asserts that the trained models beat the training split's prior on the validatio
 """
 
 import io
+import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -14,10 +16,11 @@ import pytest
 from lumbar_core import pipeline, store, vocab
 from lumbar_core.calibration import combine_with_prior, fit_tau
 from lumbar_core.cli import main
+from lumbar_core.errors import StudyDataError
 from lumbar_core.manifest import StageInput
 from lumbar_core.nnunet.predict import level_distribution
 from lumbar_core.score import TERMS
-from lumbar_core.stages import nnunet_train, predict
+from lumbar_core.stages import get_stage, nnunet_train, predict, run_stage
 from lumbar_core.submission import validate_submission
 
 STUDIES, SEED = 64, 3
@@ -32,6 +35,7 @@ STAGE_NAMES = [
     "nnunet-prepare",
     "nnunet-train",
     "densenet-train",
+    "bundle",
     "predict",
     "score",
 ]
@@ -165,27 +169,34 @@ def test_nan_pseudo_dice_fails_loudly_without_allow_missing(trained):
     recorded_nan = {f: r["nan_classes"] for f, r in report.items()}
     last = {f: [k for k, v in r["pseudo_dice"][-1].items() if v is None] for f, r in report.items()}
     assert recorded_nan == last, "the nan classes are those of the last epoch"
-    fake = {"spinal": {"nan_classes": ["l1_l2_severe", "l5_s1_moderate"]}, "foraminal": {"nan_classes": []}}
+    fake = {"spinal": SimpleNamespace(nan_classes=["l1_l2_severe", "l5_s1_moderate"]), "foraminal": SimpleNamespace(nan_classes=[])}
     with pytest.raises(nnunet_train.NanPseudoDiceError, match="spinal: l1_l2_severe, l5_s1_moderate"):
         nnunet_train.check_nan_classes(fake, allow_missing=False)
     with pytest.warns(UserWarning, match="l1_l2_severe"):
         assert nnunet_train.check_nan_classes(fake, allow_missing=True) == {"spinal": ["l1_l2_severe", "l5_s1_moderate"]}
 
 
-def test_a_broken_study_is_reported_and_predicted_from_the_prior(trained, monkeypatch):
-    run, _, _, _ = trained
+@pytest.fixture
+def run_copy(trained, tmp_path):
+    """A copy of the module's run, for tests that rerun stages (the shared run stays as trained)."""
+    run = str(tmp_path / "copy")
+    shutil.copytree(trained[0], run)
+    return run
+
+
+def test_a_study_with_bad_data_is_reported_and_predicted_from_the_prior(run_copy, monkeypatch):
     real = predict.predict_study
     broken = {}
 
     def flaky(data, study, *args):
         if not broken:
             broken["study"] = study
-            raise ValueError("corrupt volume")
+            raise StudyDataError(f"study {study}: corrupt volume")
         return real(data, study, *args)
 
     monkeypatch.setattr(predict, "predict_study", flaky)
-    predict.run(run_uri=run, params=predict.PredictParams(ingest_stage="ingest-validation"))
-    stage = StageInput.open(run, "predict")
+    run_stage(get_stage("predict"), run_uri=run_copy, params=predict.PredictParams(ingest_stage="ingest-validation"))
+    stage = StageInput.open(run_copy, "predict")
     pred = pd.read_parquet(io.BytesIO(stage.read_bytes("predictions.parquet")))
     problems = pd.read_parquet(io.BytesIO(stage.read_bytes("problems.parquet")))
     assert (pred.loc[pred["study_id"] == broken["study"], "source"] == "prior").all()
@@ -194,14 +205,64 @@ def test_a_broken_study_is_reported_and_predicted_from_the_prior(trained, monkey
     assert (pred.loc[pred["study_id"] != broken["study"], "source"] != "prior").mean() > 0.8
 
 
-def test_rerun_skips_committed_stages_and_cli_prints_the_table(trained, phantom, capsys):
-    run, _, _, _ = trained
-    args = ["run", "--data", str(phantom), "--run", run, "--profile", "tiny", "--runner", "inline"]
+def test_a_bug_in_predict_fails_the_stage_and_so_do_too_many_bad_studies(run_copy, monkeypatch):
+    before = StageInput.open(run_copy, "predict").manifest.attempt
+    params = predict.PredictParams(ingest_stage="ingest-validation")
+
+    def bug(*args):
+        raise TypeError("unsupported operand")
+
+    monkeypatch.setattr(predict, "predict_study", bug)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        run_stage(get_stage("predict"), run_uri=run_copy, params=params)
+
+    def all_bad(data, study, *args):
+        raise StudyDataError(f"study {study}: no sagittal series")
+
+    monkeypatch.setattr(predict, "predict_study", all_bad)
+    with pytest.raises(predict.TooManyFailedStudiesError, match="16 of 16 studies failed"):
+        run_stage(get_stage("predict"), run_uri=run_copy, params=params)
+    assert StageInput.open(run_copy, "predict").manifest.attempt == before, "nothing committed"
+
+
+def test_predict_and_score_read_only_the_bundle_and_the_studies(trained):
+    run = trained[0]
+    assert set(StageInput.open(run, "predict").manifest.upstream) == {"bundle", "ingest-validation"}
+    assert set(StageInput.open(run, "score").manifest.upstream) == {"bundle", "ingest-validation", "predict"}
+
+
+def test_the_bundle_holds_every_model_and_its_metadata(trained):
+    from lumbar_core import documents
+    from lumbar_core.model_bundle import open_bundle
+
+    run = trained[0]
+    bundle, meta = open_bundle("", run)
+    assert isinstance(meta, documents.BundleMetadata)
+    assert {meta.unet.file, meta.densenet.file, meta.prior} <= set(bundle.manifest.files)
+    for family, model in meta.nnunet.items():
+        assert f"{model.folder}/fold_0/checkpoint_final.pth" in bundle.manifest.files, family
+        assert 0.0 <= model.calibration.tau <= 1.5 and set(model.class_frequencies) == set(vocab.LEVELS)
+    ingest = StageInput.open(run, "ingest").manifest
+    assert meta.training_data.studies == ingest.metrics["studies"] and meta.training_data.ingest_attempt == ingest.attempt
+    assert meta.libraries["torch"] and meta.libraries["nnunetv2"] and meta.code_version
+    assert meta.sources["nnunet-train"] == StageInput.open(run, "nnunet-train").manifest.attempt
+    assert set(meta.validation) >= {"vertebra-train", "nnunet-train", "densenet-train"}
+    assert meta.densenet_calibration.tau == StageInput.open(run, "densenet-train").manifest.metrics["tau"]
+
+
+def test_rerun_skips_what_is_up_to_date_and_reruns_what_follows_a_rerun_stage(run_copy, phantom, capsys):
+    args = ["run", "--data", str(phantom), "--run", run_copy, "--profile", "tiny", "--runner", "inline"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert out.count("[skip]") == len(STAGE_NAMES) - 2, "predict and score rerun after the broken-study test changed predict"
+    assert out.count("[skip]") == len(STAGE_NAMES), out
     assert "any_severe_spinal" in out and "report:" in out
-    assert main(["run", "--data", str(phantom), "--run", run, "--profile", "huge"]) == 2
+    assert main(["stage", "balance", "--run", run_copy]) == 0  # balance rerun by hand, with the same parameters
+    capsys.readouterr()
+    assert main([*args, "--dry-run"]) == 0
+    would_run = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("run ")]
+    # balance itself is up to date; what reads it, and what reads those, would rerun
+    assert would_run == ["nnunet-prepare", "nnunet-train", "densenet-train", "bundle", "predict", "score"]
+    assert main(["run", "--data", str(phantom), "--run", run_copy, "--profile", "huge"]) == 2
     assert "unknown profile 'huge'" in capsys.readouterr().err
 
 
@@ -268,13 +329,10 @@ def test_fitted_weights_are_recorded_and_used(trained):
     assert 0.0 <= StageInput.open(run, "densenet-train").manifest.metrics["tau"] <= 1.5
 
 
-def test_nnunet_training_resumes_from_its_checkpoint(trained, monkeypatch, tmp_path):
-    import shutil
-
+def test_nnunet_training_resumes_from_its_checkpoint(run_copy, monkeypatch):
     from lumbar_core.nnunet.trainer import LumbarTrainer
 
-    run = str(tmp_path / "copy")
-    shutil.copytree(trained[0], run)  # leave the shared run as it is
+    run = run_copy
     params = nnunet_train.NnunetTrainParams(epochs=2, iterations=2, val_iterations=1, families=("spinal",), allow_missing=True)
     real_end = LumbarTrainer.on_epoch_end
     epochs_started = []
@@ -298,16 +356,13 @@ def test_nnunet_training_resumes_from_its_checkpoint(trained, monkeypatch, tmp_p
     assert not store.exists(store.join(run, "nnunet-train", "_work", "spinal", "checkpoint_latest.pth"))
 
 
-def test_a_submission_for_unlabelled_test_studies(trained, phantom, tmp_path):
-    import shutil
-
-    from lumbar_core.stages import ingest, score
-
-    run = str(tmp_path / "copy")
-    shutil.copytree(trained[0], run)
-    ingest.run(data_uri=str(phantom), run_uri=run, params=ingest.IngestParams(split="test", name="ingest-test", workers=1))
-    predict.run(run_uri=run, params=predict.PredictParams(ingest_stage="ingest-test"))
-    score.run(run_uri=run, params=score.ScoreParams(ingest_stage="ingest-test"))
+def test_a_submission_for_unlabelled_test_studies_with_a_copied_bundle(trained, phantom, tmp_path):
+    bundle = str(tmp_path / "elsewhere" / "my-bundle")
+    shutil.copytree(store.join(trained[0], "bundle"), bundle)  # a bundle copied to another place, under another name
+    run = str(tmp_path / "test-run")
+    args = ["run", "--pipeline", "inference", "--runner", "inline", "--data", str(phantom), "--run", run, "--models", bundle]
+    assert main([*args, "--profile", "tiny"]) == 0
+    assert set(StageInput.open(run, "predict").manifest.upstream) == {bundle, "ingest"}
     submission = pd.read_csv(store.join(run, "score", "submission.csv"))
     sample = pd.read_csv(phantom / "sample_submission.csv")
     assert sorted(submission["row_id"]) == sorted(sample["row_id"])

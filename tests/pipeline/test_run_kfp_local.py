@@ -67,8 +67,8 @@ def test_the_console_shows_one_line_per_task_and_the_score_table(kfp_run):
     tasks = [line.split() for line in lines if line.endswith(" min")]
     assert tasks and all(parts[1] == "SUCCESS" for parts in tasks), lines
     # every stage and helper task ran once per task of the pipeline: 2 x (fan-out + 2 ingest shards + merge),
-    # split, 7 training stages, fan-out + 2 predict shards + merge, score
-    assert len(tasks) == 2 * 4 + 1 + 7 + 4 + 1, [p[0] for p in tasks]
+    # split, 7 training stages, bundle, fan-out + 2 predict shards + merge, score
+    assert len(tasks) == 2 * 4 + 1 + 7 + 1 + 4 + 1, [p[0] for p in tasks]
     assert "any_severe_spinal" in console and "report:" in console
     assert len(lines) < len(tasks) + 15, "kfp.local's own output stays in the log"
     text = log.read_text()
@@ -87,19 +87,24 @@ def test_score_contract_and_submission(kfp_run):
 
 
 def test_kfp_ui_artifacts_are_written(kfp_run):
-    _, _, root, _ = kfp_run
+    _, run, root, _ = kfp_run
     reports = list(Path(root).rglob("report*"))
     assert any(p.is_file() and "<html" in p.read_text() for p in reports), reports
     executor_outputs = [json.loads(p.read_text()) for p in Path(root).rglob("executor_output.json")]
     logged = [a for out in executor_outputs for arts in out.get("artifacts", {}).values() for a in arts.get("artifacts", [])]
     assert any("score" in a.get("metadata", {}) for a in logged)
+    bundles = [a for a in logged if "bundle_uri" in a.get("metadata", {})]
+    assert [a["metadata"]["bundle_uri"] for a in bundles] == [f"{run}/bundle"], "the bundle is a Model artifact pointing at its URI"
+    models = [p for p in Path(root).rglob("model") if p.is_file()]
+    assert models and json.loads(models[0].read_text())["bundle_id"] == bundles[0]["metadata"]["bundle_id"]
 
 
 def test_inference_pipeline_predicts_the_test_split_with_the_trained_models(kfp_run, phantom, tmp_path, capsys):
     _, run, _, _ = kfp_run
     data = run.replace("/runs/r1", "/data")
     out = run.replace("/runs/r1", "/runs/r1-test")
-    args = ["run", "--pipeline", "inference", "--data", data, "--run", out, "--models", run, "--profile", "tiny"]
+    bundle = f"{run}/bundle"
+    args = ["run", "--pipeline", "inference", "--data", data, "--run", out, "--models", bundle, "--profile", "tiny"]
     assert main([*args, "--pipeline-root", str(tmp_path), "--predict-shards", "1"]) == 0
     assert "no labels for them" in capsys.readouterr().out
     import pandas as pd
@@ -108,4 +113,5 @@ def test_inference_pipeline_predicts_the_test_split_with_the_trained_models(kfp_
     validate_submission(submission)
     test_studies = {int(p.name) for p in (Path(phantom) / "test_images").iterdir()}
     assert {int(r.split("_")[0]) for r in submission["row_id"]} == test_studies
-    assert StageInput.open(out, "predict").params["models_uri"] == run
+    assert StageInput.open(out, "predict").params["models_uri"] == bundle
+    assert StageInput.open(out, "predict").manifest.upstream[bundle] == StageInput.open(run, "bundle").manifest.attempt
