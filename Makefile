@@ -67,6 +67,9 @@ bench: venv ## benchmarks: speed and quality figures (not part of make test; abo
 	$(PY) bench/predict_speed.py
 	$(PY) bench/quality.py
 
+docs: venv ## regenerate docs/stages.md from the stage registry and the pipeline graph
+	$(PY) -c "import pathlib, lumbar_core.graph as g; pathlib.Path('docs/stages.md').write_text(g.stages_page())"
+
 format: venv ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
@@ -74,4 +77,4 @@ format: venv ## apply ruff's formatting and safe fixes
 clean: ## remove generated data, runs and build outputs (keeps .venv)
 	rm -rf runs data dist build *.egg-info .pytest_cache .ruff_cache
 
-.PHONY: help venv lock lint test demo compile images kind-up kind-down submit bench format clean
+.PHONY: help venv lock lint test demo compile images kind-up kind-down submit bench docs format clean

@@ -21,7 +21,7 @@ from typing import Any
 
 from lumbar_core.contracts import Read
 from lumbar_core.errors import UnknownNameError
-from lumbar_core.stages import StageSpec, get_stage
+from lumbar_core.stages import StageSpec, get_stage, stage_table
 
 VALIDATION_INGEST = "ingest-validation"
 
@@ -166,3 +166,30 @@ def graph_table() -> str:
             lines.append(f"| `{task.name}` | {runs} | {', '.join(upstream(task, tasks)) or '-'} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def stages_page() -> str:
+    """``docs/stages.md``: the registry's stages and the pipelines' tasks, generated (``make docs``)."""
+    return "\n".join(
+        [
+            "# Stages and pipelines",
+            "",
+            "Generated from the stage registry (`lumbar_core/stages/__init__.py`) and the pipeline graph",
+            "(`lumbar_core/graph.py`) by `make docs`; `make test` fails when this page is out of date.",
+            "",
+            "## Stages",
+            "",
+            "Every stage a stage opens and every file it reads or writes is declared in the registry. A stage",
+            "run through `lumbar run`, `lumbar stage` or a pipeline task that opens or writes anything else",
+            "fails (a bug, with its traceback); tables are checked against their columns and JSON documents",
+            "against their types when written.",
+            "",
+            stage_table(),
+            "## Pipelines",
+            "",
+            "Each task runs after the tasks that write what it reads (derived from the declarations above), and",
+            "the references it receives pin those stages' attempts: a stage rerun meanwhile fails the task.",
+            "",
+            graph_table(),
+        ]
+    )

@@ -344,15 +344,7 @@ def stage_table() -> str:
     def writes(spec: StageSpec) -> str:
         return "<br>".join(f"`{w.path}`: {w.what}" for w in spec.writes)
 
-    lines = [
-        "# Stages",
-        "",
-        "Generated from the stage registry (`lumbar_core/stages/__init__.py`) by `make docs`; do not edit by hand.",
-        "Every file a stage reads or writes is declared there; a stage that reads or writes anything else fails.",
-        "",
-        "| stage | node | what it does | reads | writes |",
-        "|---|---|---|---|---|",
-    ]
+    lines = ["| stage | node | what it does | reads | writes |", "|---|---|---|---|---|"]
     for spec in STAGES.values():
         lines.append(f"| `{spec.name}` | {spec.node} | {spec.help} | {reads(spec)} | {writes(spec)} |")
     return "\n".join(lines) + "\n"
