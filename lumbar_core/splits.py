@@ -1,6 +1,7 @@
 """The one train/validation split: by a hash of each group's id, stable when groups are added.
 
-The pipeline's studies and vertebra-train's SPIDER patients are split here, so a group's side
+The pipeline's studies, vertebra-train's SPIDER patients, the studies of nnU-Net's cases
+(nnunet-prepare) and of the DenseNet's crops (densenet-train) are all split here, so a group's side
 depends only on its id, the seed and the fraction.
 """
 

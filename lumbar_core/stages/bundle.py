@@ -116,7 +116,7 @@ def run(*, run_uri: str, params: BundleParams) -> Manifest:
         libraries=_libraries(),
         training_data=TrainingData(
             fingerprint=fingerprint(ingest.manifest),
-            studies=int(ingest.manifest.metrics.get("studies", 0)),
+            studies=int(ingest.manifest.metrics["studies"]),
             data_uri=str(data_uri),
             ingest_attempt=ingest.manifest.attempt,
         ),
