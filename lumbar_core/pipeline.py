@@ -38,16 +38,26 @@ def load_profile(name: str) -> dict[str, Any]:
     return {"run": data.get("run", {}), "stages": {k: dict(v or {}) for k, v in data.get("stages", {}).items()}}
 
 
+RUN_SETTINGS = ("validation_fraction", "seed")
+
+
 def apply_overrides(profile: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
-    """``stage.key=value`` (or ``run.key=value``) overrides on a profile; unknown stages are an error."""
+    """``stage.key=value`` (or ``run.key=value``) overrides on a profile, each checked before anything runs.
+
+    An unknown stage or key lists the valid ones; a value the stage's Params cannot take names it.
+    """
     for dotted, value in overrides.items():
         section, _, key = dotted.partition(".")
         if not key:
             raise UserError(f"--set takes stage.key=value, got {dotted!r}")
         if section == "run":
+            if key not in RUN_SETTINGS:
+                raise UserError(f"--set {dotted}: unknown run setting {key!r}; valid: {', '.join(RUN_SETTINGS)}")
             profile["run"][key] = value
         elif section in STAGES:
-            profile["stages"].setdefault(section, {})[key] = value
+            settings = {**profile["stages"].get(section, {}), key: value}
+            STAGES[section].params.from_dict(settings)  # ParamsError names an unknown key or a bad value
+            profile["stages"][section] = settings
         else:
             raise UserError(f"--set {dotted}: unknown stage {section!r}; valid: run, {', '.join(STAGES)}")
     return profile

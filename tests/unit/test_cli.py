@@ -116,3 +116,19 @@ def test_unexpected_exceptions_are_not_swallowed(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "_cmd_score", also_buggy)
     with pytest.raises(ValueError, match="a bug too"):
         main(["score", "--truth", str(truth), "--submission", str(sub)])
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("nnunet-train.epochz=3", "unknown parameter(s) epochz; valid: epochs"),
+        ("vertebra-train.epochs=abc", "VertebraTrainParams.epochs: cannot use 'abc'"),
+        ("run.sed=1", "unknown run setting 'sed'; valid: validation_fraction, seed"),
+        ("nnunet.epochs=1", "unknown stage 'nnunet'"),
+    ],
+)
+def test_run_settings_are_checked_before_anything_runs(tmp_path, capsys, setting, message):
+    run = tmp_path / "run"
+    assert main(["run", "--data", str(tmp_path / "no-data"), "--run", str(run), "--set", setting]) == 2
+    assert message in capsys.readouterr().err
+    assert not run.exists(), "nothing ran"
