@@ -139,7 +139,7 @@ def test_nnunet_trains_upright_with_the_profile_plans(trained, tmp_path):
 
     run, _, _, profile = trained
     prepare = profile["stages"]["nnunet-prepare"]
-    datasets = StageInput.open(run, "nnunet-prepare").read_json("datasets.json")
+    datasets = StageInput.open(run, "nnunet-prepare").read_json("datasets.json")["families"]
     for info in datasets.values():
         assert info["batch_size"] == prepare["batch_size"]
         assert info["features_per_stage"][:2] == [prepare["base_features"], 2 * prepare["base_features"]]
