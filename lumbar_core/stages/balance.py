@@ -22,6 +22,7 @@ import pandas as pd
 
 from lumbar_core import vocab
 from lumbar_core.classes import CLASS_COUNT, FAMILIES, class_title, level_severity_of
+from lumbar_core.errors import UserError
 from lumbar_core.ingested import IngestedData
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.params import Params
@@ -31,8 +32,8 @@ STAGE = "balance"
 MAX_MULTIPLICITY = 50
 
 
-class MissingClassesError(ValueError):
-    """Classes with no example at all; the message lists every one."""
+class MissingClassesError(UserError):
+    """Classes with no example at all; the message lists every one and what to do."""
 
 
 @dataclass(frozen=True)

@@ -256,7 +256,7 @@ def test_rerun_skips_what_is_up_to_date_and_reruns_what_follows_a_rerun_stage(ru
     out = capsys.readouterr().out
     assert out.count("[skip]") == len(STAGE_NAMES), out
     assert "any_severe_spinal" in out and "report:" in out
-    assert main(["stage", "balance", "--run", run_copy]) == 0  # balance rerun by hand, with the same parameters
+    assert main(["stage", "balance", "--run", run_copy, "--allow-missing", "true"]) == 0  # rerun by hand, same parameters
     capsys.readouterr()
     assert main([*args, "--dry-run"]) == 0
     would_run = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("run ")]
