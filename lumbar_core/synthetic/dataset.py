@@ -38,6 +38,7 @@ from lumbar_core.synthetic import render
 from lumbar_core.synthetic.dicom_writer import SeriesTags, uid, write_image
 from lumbar_core.synthetic.grades import sample_grades
 from lumbar_core.synthetic.profiles import PhantomProfile
+from lumbar_core.synthetic.scanner import Scanner, draw_scanner, get_style
 from lumbar_core.synthetic.spider import write_spider_case
 
 
@@ -81,8 +82,8 @@ def _series_kinds(rng: np.random.Generator, p: PhantomProfile) -> list[tuple[str
     return kinds
 
 
-def plan_study(rng: np.random.Generator, anatomy: an.Anatomy, p: PhantomProfile) -> list[render.SeriesPlan]:
-    """Series of one study, with planes and instance numbers."""
+def plan_study(rng: np.random.Generator, anatomy: an.Anatomy, p: PhantomProfile, scanner: Scanner) -> list[render.SeriesPlan]:
+    """Series of one study, with their sequences, planes and instance numbers."""
     plans = []
     used: set[int] = set()
     for number, (description, per_disc) in enumerate(_series_kinds(rng, p), start=1):
@@ -96,18 +97,25 @@ def plan_study(rng: np.random.Generator, anatomy: an.Anatomy, p: PhantomProfile)
             planes, thickness = render.plan_sagittal(anatomy, p, rng)
             stacks = [planes]
         plan = render.SeriesPlan(series_id, description, stacks, thickness, bool(rng.random() >= p.p_no_slice_thickness), number)
+        plan.sequence = render.sequence_of(description, scanner)
         render.assign_instance_numbers(plan, p, rng)
         plans.append(plan)
     return plans
 
 
-def _write_series(task: StudyTask, plan: render.SeriesPlan, anatomy: an.Anatomy, rng: np.random.Generator, study_uid: str) -> None:
+# echo time, repetition time, inversion time (ms) per sequence
+TIMING = {"T1": (12.0, 600.0, None), "T2": (95.0, 3500.0, None), "STIR": (60.0, 4000.0, 150.0), "T2FS": (90.0, 3800.0, None)}
+
+
+def _write_series(
+    task: StudyTask, plan: render.SeriesPlan, anatomy: an.Anatomy, scanner: Scanner, rng: np.random.Generator, study_uid: str
+) -> None:
     p = task.profile
-    lut = render.lookup_table(plan.contrast, anatomy, rng)
+    lut = render.lookup_table(plan.contrast, anatomy, rng, scanner.contrast)
     size = plan.stacks[0][0].rows, plan.stacks[0][0].cols
-    bias = render.bias_field(size, rng)
-    gain = rng.uniform(1800, 3200)
-    t1 = plan.contrast == "T1"
+    bias = render.bias_field(size, rng, scanner.bias)
+    gain = scanner.gain * rng.uniform(0.85, 1.15)
+    echo, repetition, inversion = TIMING[plan.contrast]
     spacing = None
     if len(plan.stacks[0]) > 1 and rng.random() < 0.5:
         spacing = float(np.linalg.norm(plan.stacks[0][1].ipp - plan.stacks[0][0].ipp))
@@ -120,14 +128,18 @@ def _write_series(task: StudyTask, plan: render.SeriesPlan, anatomy: an.Anatomy,
         series_uid=uid(task.seed, task.study_id, plan.series_id),
         thickness=round(plan.thickness, 3) if plan.write_thickness else None,
         spacing_between=spacing,
-        echo_time=12.0 if t1 else 95.0,
-        repetition_time=600.0 if t1 else 3500.0,
+        echo_time=echo,
+        repetition_time=repetition,
+        inversion_time=inversion,
+        fat_saturated=plan.contrast == "T2FS",
+        manufacturer=scanner.vendor,
+        field_strength=scanner.field_strength,
     )
     folder = Path(task.root) / f"{task.split}_images" / str(task.study_id) / str(plan.series_id)
     masks, numbers = [], []
     for instance, plane in plan.slices():
         image, labels = render.render_slice(anatomy, plane, lut, plan.thickness, p.subsamples)
-        pixels = render.to_pixels(image, bias, p.noise_sigma, gain, rng)
+        pixels = render.to_pixels(image, bias, scanner.noise, gain, rng, scanner.offset)
         write_image(folder / f"{instance}.dcm", pixels, plane, instance, tags)
         masks.append(labels)
         numbers.append(instance)
@@ -151,11 +163,12 @@ def generate_study(task: StudyTask) -> StudyResult:
     p = task.profile
     rng = np.random.default_rng(np.random.SeedSequence([task.seed, 1, task.index]))
     grades = sample_grades(rng, label_noise_sd=p.label_noise_sd, p_missing_cell=p.p_missing_cell)
-    anatomy = an.build_anatomy(rng, grades.degree)
-    plans = plan_study(rng, anatomy, p)
+    anatomy = an.build_anatomy(rng, grades.degree, p_transitional=p.p_transitional)
+    scanner = draw_scanner(rng, get_style(p.style))
+    plans = plan_study(rng, anatomy, p, scanner)
     study_uid = uid(task.seed, task.study_id)
     for plan in plans:
-        _write_series(task, plan, anatomy, rng, study_uid)
+        _write_series(task, plan, anatomy, scanner, rng, study_uid)
     result = StudyResult(task.study_id, task.split, [(task.study_id, pl.series_id, pl.description) for pl in plans])
     lm = anatomy.landmarks
     if task.split == "train":
@@ -188,6 +201,10 @@ def generate_study(task: StudyTask) -> StudyResult:
         "study_id": task.study_id,
         "split": task.split,
         "pose": {"rotation": anatomy.pose_rotation.round(6).tolist(), "shift_mm": anatomy.pose_shift.round(4).tolist()},
+        "scanner": scanner.to_dict(),
+        "vertebrae": anatomy.vertebrae,
+        "transitional": anatomy.transitional,
+        "disc_degeneration": {k: round(v, 4) for k, v in anatomy.disc_degeneration.items()},
         "landmarks": lm.to_dict(),
         "targets": [
             {
@@ -204,6 +221,7 @@ def generate_study(task: StudyTask) -> StudyResult:
             {
                 "series_id": pl.series_id,
                 "description": pl.description,
+                "sequence": pl.contrast,
                 "stacks": len(pl.stacks),
                 "instance_numbers": pl.instance_numbers,
                 "slice_thickness_written": pl.write_thickness,

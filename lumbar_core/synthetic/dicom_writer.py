@@ -1,8 +1,9 @@
 """Write phantom images as DICOM Part-10 MR files like the competition's.
 
-MR Image Storage, explicit VR little endian, 16-bit unsigned MONOCHROME2 with 12 bits stored;
-geometry in ImagePositionPatient / ImageOrientationPatient / PixelSpacing; SliceThickness present
-or absent as planned; the file is named by its InstanceNumber.
+MR Image Storage, explicit VR little endian, 16-bit unsigned MONOCHROME2 with 12 bits stored (16
+where the scanner's scale needs them); geometry in ImagePositionPatient / ImageOrientationPatient /
+PixelSpacing; SliceThickness present or absent as planned; the scanner's vendor, field strength and
+sequence (inversion recovery for a STIR, fat saturation); the file is named by its InstanceNumber.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class SeriesTags:
     spacing_between: float | None
     echo_time: float
     repetition_time: float
+    inversion_time: float | None = None
+    fat_saturated: bool = False
+    manufacturer: str = "LUMBAR PHANTOM"
+    field_strength: float = 1.5
 
 
 def uid(*parts: object) -> str:
@@ -56,7 +61,7 @@ def write_image(path: Path, pixels: np.ndarray, plane: Plane, instance: int, tag
     ds.SOPClassUID = MRImageStorage
     ds.SOPInstanceUID = sop_uid
     ds.Modality = "MR"
-    ds.Manufacturer = "LUMBAR PHANTOM"
+    ds.Manufacturer = tags.manufacturer
     ds.PatientID = str(tags.study_id)
     ds.StudyInstanceUID = tags.study_uid
     ds.SeriesInstanceUID = tags.series_uid
@@ -66,9 +71,14 @@ def write_image(path: Path, pixels: np.ndarray, plane: Plane, instance: int, tag
     ds.InstanceNumber = instance
     ds.BodyPartExamined = "LSPINE"
     ds.MRAcquisitionType = "2D"
-    ds.MagneticFieldStrength = "1.5"
+    ds.MagneticFieldStrength = _ds(tags.field_strength)
+    ds.ScanningSequence = "IR" if tags.inversion_time is not None else "SE"
+    ds.SequenceVariant = "SK"
+    ds.ScanOptions = "FS" if tags.fat_saturated else ""
     ds.EchoTime = _ds(tags.echo_time)
     ds.RepetitionTime = _ds(tags.repetition_time)
+    if tags.inversion_time is not None:
+        ds.InversionTime = _ds(tags.inversion_time)
     ds.ImagePositionPatient = [_ds(v) for v in plane.ipp]
     ds.ImageOrientationPatient = [_ds(v) for v in plane.iop]
     ds.PixelSpacing = [_ds(plane.row_spacing), _ds(plane.col_spacing)]
@@ -80,9 +90,10 @@ def write_image(path: Path, pixels: np.ndarray, plane: Plane, instance: int, tag
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
+    bits = 12 if int(pixels.max()) <= 4095 else 16
     ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
     ds.PixelRepresentation = 0
     ds.WindowCenter = _ds(float(np.percentile(pixels, 50)))
     ds.WindowWidth = _ds(max(1.0, float(np.percentile(pixels, 99.5))))

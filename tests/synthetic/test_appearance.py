@@ -40,7 +40,7 @@ def test_t2_csf_bright(phantom):
 
 def test_degenerated_discs_are_darker_on_t2(phantom):
     series = pd.read_csv(phantom / "train_series_descriptions.csv")
-    degen, brightness = [], []
+    degen, graded, brightness = [], [], []
     for row in series[series["series_description"] == vocab.SAGITTAL_T2].itertuples():
         doc = truth(phantom, row.study_id)
         for path in sorted((phantom / "train_images" / str(row.study_id) / str(row.series_id)).glob("*.dcm")):
@@ -50,13 +50,14 @@ def test_degenerated_discs_are_darker_on_t2(phantom):
             image = read(path).pixel_array.astype(float)
             csf = image[tissue == an.CSF].mean()
             for level in vocab.LEVELS:
-                inside = tissue == an.DISC_LABEL[level]
-                if inside.sum() > 10:
-                    d = max(target(doc, c, level)["degree"] for c in vocab.CONDITIONS[:3])
-                    degen.append(d)
+                inside = tissue == an.NUCLEUS_LABEL[level]  # the nucleus loses its water signal
+                if inside.sum() > 3:
+                    degen.append(doc["disc_degeneration"][level])
+                    graded.append(max(target(doc, c, level)["degree"] for c in vocab.CONDITIONS[:3]))
                     brightness.append(image[inside].mean() / csf)
             break
     assert spearmanr(degen, brightness).statistic < -0.5
+    assert spearmanr(graded, brightness).statistic < -0.15, "the graded stenoses come with darker discs"
 
 
 def test_partial_volume_bias_and_noise(phantom):
