@@ -223,6 +223,10 @@ def generate_study(task: StudyTask) -> StudyResult:
                 "description": pl.description,
                 "sequence": pl.contrast,
                 "stacks": len(pl.stacks),
+                "slice_spacing_mm": round(float(np.linalg.norm(pl.stacks[0][1].ipp - pl.stacks[0][0].ipp)), 4)
+                if len(pl.stacks[0]) > 1
+                else None,
+                "pixel_spacing_mm": round(pl.stacks[0][0].row_spacing, 4),
                 "instance_numbers": pl.instance_numbers,
                 "slice_thickness_written": pl.write_thickness,
             }
