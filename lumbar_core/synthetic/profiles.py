@@ -102,7 +102,7 @@ PROFILES: dict[str, PhantomProfile] = {
         axial_spacing_mm=(4.0, 5.5),
         axial_slices_per_disc=(3, 3),
         subsamples=3,
-        spider_cases=6,
+        spider_cases=12,
     ),
     "realistic": PhantomProfile(
         name="realistic",
