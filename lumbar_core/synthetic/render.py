@@ -43,7 +43,8 @@ _SPINE = {
     "STIR": (0.18, 0.25, (0.85, 0.28), 0.85, 0.1),
     "T2FS": (0.2, 0.26, (0.88, 0.3), 0.8, 0.15),
 }
-MARROW_TEXTURE = 0.14  # relative amplitude of the marrow's mottling
+MARROW_TEXTURE = 0.12  # relative amplitude of the marrow's mottling
+TEXTURE_WAVES = 16
 
 
 @dataclass
@@ -183,10 +184,10 @@ def assign_instance_numbers(plan: SeriesPlan, profile: PhantomProfile, rng: np.r
 def _texture(a: an.Anatomy, points: np.ndarray) -> np.ndarray:
     """A mottled field (mean 1) at world points (..., 3), the same in every series of the study."""
     rng = np.random.default_rng(a.texture_seed)
-    waves = rng.normal(size=(6, 3))
-    waves *= (2 * np.pi / rng.uniform(3.0, 9.0, 6) / np.linalg.norm(waves, axis=1))[:, None]
-    phases = rng.uniform(0, 2 * np.pi, 6)
-    field = np.cos(points @ waves.T + phases).sum(axis=-1) * np.sqrt(2 / 6)
+    waves = rng.normal(size=(TEXTURE_WAVES, 3))
+    waves *= (2 * np.pi / rng.uniform(2.5, 8.0, TEXTURE_WAVES) / np.linalg.norm(waves, axis=1))[:, None]
+    phases = rng.uniform(0, 2 * np.pi, TEXTURE_WAVES)
+    field = np.cos(points @ waves.T + phases).sum(axis=-1) * np.sqrt(2 / TEXTURE_WAVES)
     return 1 + MARROW_TEXTURE * np.clip(field, -2.5, 2.5)
 
 
