@@ -1,6 +1,6 @@
 """Phantom sizes, scanner populations and the rates of the real data's quirks, as frozen dataclasses.
 
-``tiny`` is for tests and the demo (about 96 px sagittal images at 2-3 mm, 9-13 slices);
+``tiny`` is for tests and the demo (about 96 px sagittal images at 2.3-3.4 mm, 9-13 slices);
 ``realistic`` has the real data's range of matrices and spacings (256-768 px at 0.3-1.0 mm,
 15-25 sagittal slices 3-5 mm apart).
 """
@@ -92,8 +92,8 @@ PROFILES: dict[str, PhantomProfile] = {
     "tiny": PhantomProfile(
         name="tiny",
         sag_sizes=(88, 96, 104),
-        sag_fov_mm=(210.0, 290.0),
-        sag_pixel_mm=(2.0, 3.2),
+        sag_fov_mm=(250.0, 320.0),
+        sag_pixel_mm=(2.3, 3.4),
         sag_slices=(9, 13),
         sag_spacing_mm=(4.0, 5.5),
         axial_sizes=(56, 64, 72),
@@ -107,7 +107,7 @@ PROFILES: dict[str, PhantomProfile] = {
     "realistic": PhantomProfile(
         name="realistic",
         sag_sizes=(256, 320, 384, 384, 448, 512, 512, 640, 768),
-        sag_fov_mm=(220.0, 330.0),
+        sag_fov_mm=(250.0, 340.0),
         sag_pixel_mm=(0.3, 1.0),
         sag_slices=(15, 25),
         sag_spacing_mm=(3.0, 5.0),

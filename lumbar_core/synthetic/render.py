@@ -1,7 +1,7 @@
 """Series planning and MR-like rendering of the phantom.
 
 Planning places the slices of each series like a technologist would: sagittal stacks across the
-canal midline from about T10-T12 to the sacrum (not always centred), axial T2 as one continuous
+canal midline from the sacrum up to about T10-T12 (not always centred), axial T2 as one continuous
 stack or as one stack per disc angled along the disc, each with a little obliquity, a shifted field
 of view and a matrix, pixel size and slice spacing drawn from the profile's ranges. Rendering turns
 tissue labels into MR-like intensities: the sequence's contrast (T1: fat and marrow bright, CSF dark;
@@ -132,11 +132,14 @@ def plan_sagittal(a: an.Anatomy, profile: PhantomProfile, rng: np.random.Generat
     spacing = rng.uniform(*profile.sag_spacing_mm)
     count = max(int(rng.integers(profile.sag_slices[0], profile.sag_slices[1] + 1)), int(np.ceil(SAGITTAL_COVERAGE_MM / spacing)) + 1)
     mid = a.landmarks.canal["l3_l4"] + normal * rng.uniform(-0.3, 0.3) * spacing
-    top = a.landmarks.vertebra[("T10", "T11", "T12")[int(rng.integers(3))]]
-    bottom = a.landmarks.vertebra["S1"]
-    centre = (top + bottom) / 2 + tilt @ np.array([0, 10.0, 0]) + rng.uniform(-15, 15, 3) * np.array([0, 0.7, 1])
-    centre = centre + normal * ((mid - centre) @ normal)
     matrix, px = _fov(profile.sag_sizes, profile.sag_fov_mm, profile.sag_pixel_mm, rng)
+    # the field of view holds the sacrum (its lower edge 10-45 mm below S1's centre) and reaches up
+    # as far as it is tall (T10-T12 with the larger ones), centred front to back on the spine
+    bottom, top = a.landmarks.vertebra["S1"], a.landmarks.vertebra["T11"]
+    up = unit(top - bottom)
+    centre = bottom + up * (matrix * px / 2 - rng.uniform(10, 45)) + tilt @ np.array([0, 10.0, 0])
+    centre = centre + rng.uniform(-8, 8) * (tilt @ np.array([0, 1.0, 0]))
+    centre = centre + normal * ((mid - centre) @ normal)
     planes = _stack(centre, normal, tilt @ np.array([0, 1.0, 0]), count, spacing, px, (matrix, matrix))
     return planes, spacing * 0.9
 

@@ -112,9 +112,19 @@ def test_canal_cross_section_falls_as_spinal_stenosis_rises(phantom):
 
 
 def test_foraminal_fat_falls_as_narrowing_rises(phantom):
+    # the foramen's brightness at the labelled point against the image's own fat (the pedicles' marrow
+    # beside a foramen is bright on T1 too, so counting bright pixels no longer separates the grades)
     for condition in ("left_neural_foraminal_narrowing", "right_neural_foraminal_narrowing"):
-        degrees, fat = _severity_measure(phantom, condition, half_rows=3, half_cols=3)
-        _assert_falls_with_severity(degrees, fat, condition)
+        coords = coordinates(phantom)
+        coords = coords[coords["condition"] == vocab.CONDITION_TITLES[condition]]
+        degrees, fat = [], []
+        for row in coords.itertuples():
+            image = read(image_path(phantom, row.study_id, row.series_id, row.instance_number)).pixel_array.astype(float)
+            tissue = mask(phantom, row.study_id, row.series_id, row.instance_number)
+            r, c = int(round(row.y)), int(round(row.x))
+            fat.append(image[max(0, r - 1) : r + 2, max(0, c - 1) : c + 2].mean() / np.median(image[tissue == an.FAT]))
+            degrees.append(target(truth(phantom, row.study_id), condition, vocab.level_from_title(row.level))["degree"])
+        _assert_falls_with_severity(np.array(degrees), np.array(fat), condition)
 
 
 def test_lateral_recess_falls_as_subarticular_stenosis_rises(phantom):

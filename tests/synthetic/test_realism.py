@@ -22,18 +22,19 @@ def _series(root, description):
     return series[series["series_description"] == description].itertuples()
 
 
-def _middle(root, row):
-    """The middle image of a series (by spatial order) and its tissue labels."""
+def _central(root, row, count=1):
+    """The ``count`` central images of a series (by spatial order) with their tissue labels."""
     paths = sorted((root / "train_images" / str(row.study_id) / str(row.series_id)).glob("*.dcm"))
     ds = [read(p) for p in paths]
-    order = np.argsort(
-        [
-            float(np.dot(np.array(d.ImagePositionPatient, float), np.cross(*np.reshape(d.ImageOrientationPatient, (2, 3)).astype(float))))
-            for d in ds
-        ]
-    )
-    middle = ds[order[len(order) // 2]]
-    return middle, mask(root, row.study_id, row.series_id, middle.InstanceNumber)
+    normal = np.cross(*np.reshape(ds[0].ImageOrientationPatient, (2, 3)).astype(float))
+    order = np.argsort([float(np.dot(np.array(d.ImagePositionPatient, float), normal)) for d in ds])
+    first = len(order) // 2 - count // 2
+    return [(d, mask(root, row.study_id, row.series_id, d.InstanceNumber)) for d in (ds[i] for i in order[first : first + count])]
+
+
+def _middle(root, row):
+    """The middle image of a series (by spatial order) and its tissue labels."""
+    return _central(root, row)[0]
 
 
 def _is_stir_or_fat_sat(ds) -> bool:
@@ -111,9 +112,10 @@ def test_posterior_elements_and_cord(phantom):
             labels = {int(tissue[r, c]) for r, c in inside if 0 <= r < tissue.shape[0] and 0 <= c < tissue.shape[1]}
             hits += bool(labels & {an.BONE, an.ARCH_MARROW})
         behind.append(hits >= 3)
-        cord.append((tissue == an.CORD).any())
+        # the cord ends at about L1 and scoliosis moves it off the middle slice: one of the three central ones
+        cord.append(any((labels == an.CORD).any() for _, labels in _central(phantom, row, 3)))
     assert np.mean(behind) > 0.8, "laminae and spinous processes behind the canal, at the vertebrae"
-    assert np.mean(cord) > 0.7, "the cord above the conus is in view on the mid-sagittal slice"
+    assert np.mean(cord) > 0.8, "the cord above the conus is in view on the central sagittal slices"
 
 
 def test_thoracic_levels_and_ribs_are_in_view(phantom):

@@ -1,5 +1,7 @@
 """The SPIDER-format export: file names, label values, geometry in each file's own axis order."""
 
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -20,7 +22,8 @@ def test_spider_files_and_labels(phantom):
     masks = sorted((phantom / "spider" / "masks").glob("*.mha"))
     assert [p.name for p in images] == [p.name for p in masks]
     assert {p.name.split("_", 1)[1] for p in images} == {"t1.mha", "t2.mha"}
-    assert len(images) == 12
+    cases = json.loads((phantom / "truth" / "phantom.json").read_text())["spider_cases"]
+    assert len(images) == 2 * cases
     sacrum_cases = 0
     for img_path, mask_path in zip(images, masks):
         image, mask = sitk.ReadImage(str(img_path)), sitk.ReadImage(str(mask_path))

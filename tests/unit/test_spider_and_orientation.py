@@ -61,12 +61,14 @@ def test_canonical_round_trip_and_layout():
 def test_spider_t1_and_t2_come_out_alike(phantom):
     t1 = load_case(str(phantom / "spider"), "1_t1")
     t2 = load_case(str(phantom / "spider"), "1_t2")
-    assert t1.image.shape == t2.image.shape == t1.classes.shape
-    rows = {}
+    assert t1.image.shape == t1.classes.shape and t2.image.shape == t2.classes.shape
+    below_l1 = {}
     for case in (t1, t2):
-        r, _ = np.nonzero((case.classes == VERTEBRA_CLASSES["L3"]).any(axis=0))
-        rows[case.name] = r.mean()
-    # L3 sits at about the same image row in both series (rows run head to foot in both)
-    assert abs(rows["1_t1"] - rows["1_t2"]) < 8
-    l1_row = np.nonzero((t1.classes == VERTEBRA_CLASSES["L1"]).any(axis=0))[0].mean()
-    assert l1_row < rows["1_t1"], "L1 is above L3: rows run head to foot"
+
+        def row(name, case=case):
+            return np.nonzero((case.classes == VERTEBRA_CLASSES[name]).any(axis=0))[0].mean()
+
+        assert row("L1") < row("L3"), "L1 is above L3: rows run head to foot"
+        below_l1[case.name] = (row("L3") - row("L1")) * case.spacing[1]
+    # the same anatomy in both series (each with its own matrix and field of view): L3 as far below L1
+    assert abs(below_l1["1_t1"] - below_l1["1_t2"]) < 10
