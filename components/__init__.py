@@ -9,11 +9,13 @@ from kfp.dsl.python_component import PythonComponent
 
 from components.balance import balance
 from components.bundle import bundle
+from components.calibrate import calibrate
 from components.densenet_train import densenet_train
 from components.disc_label import disc_label
 from components.fan_out import fan_out
 from components.ingest import ingest
 from components.ingest_merge import ingest_merge
+from components.level_train import level_train
 from components.nnunet_prepare import nnunet_prepare
 from components.nnunet_train import nnunet_train
 from components.predict import predict
@@ -35,6 +37,8 @@ COMPONENTS: dict[str, PythonComponent] = {
     "nnunet-prepare": nnunet_prepare,
     "nnunet-train": nnunet_train,
     "densenet-train": densenet_train,
+    "level-train": level_train,
+    "calibrate": calibrate,
     "bundle": bundle,
     "predict": predict,
     "predict-merge": predict_merge,

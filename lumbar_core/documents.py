@@ -9,6 +9,7 @@ checks every table written against its schema and every declared document agains
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any, TypeVar
 
@@ -55,6 +56,9 @@ def _parse(value: Any, hint: Any, *, where: str) -> Any:
     if isinstance(hint, type) and issubclass(hint, Document):
         return hint.from_dict(value, where=where)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:  # an optional document
+        inner = next(a for a in args if a is not type(None))
+        return None if value is None else _parse(value, inner, where=where)
     if origin is dict and len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], Document):
         if not isinstance(value, dict):
             raise DocumentError(f"{where}: expected an object of {args[1].__name__}")
@@ -117,9 +121,10 @@ class PreparedDataset(Document):
 
 @dataclasses.dataclass(frozen=True)
 class PreparedDatasets(Document):
-    """nnunet-prepare's ``datasets.json``: family -> dataset."""
+    """nnunet-prepare's ``datasets.json``: family -> dataset, and the training studies held out (their cases validate)."""
 
     families: dict[str, PreparedDataset]
+    held_out: list[int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,10 +159,31 @@ class NnunetTraining(Document):
 
 @dataclasses.dataclass(frozen=True)
 class Calibration(Document):
-    """A model's evidence weight against the prior and the floor added to its softmax (fitted on held-out data)."""
+    """A model's evidence weight against the prior and the floor added to its softmax, fitted on held-out studies.
+
+    ``readings`` is how many held-out (condition, level) readings the fit had; ``losses`` the
+    held-out weighted log loss of each tau tried (at the chosen floor).
+    """
 
     tau: float
     floor: float
+    readings: int = 0
+    losses: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationResult(Document):
+    """calibrate's ``calibration.json``: per model its fitted weight, the studies it was fitted on, and localisation there.
+
+    ``localisation`` maps who found the levels (``localiser``, ``unet``) to the share of the
+    held-out studies' labelled levels found within 5 mm, nearest the right level, and not kept;
+    ``levels_source`` is the better of the two there, which predict uses first.
+    """
+
+    models: dict[str, Calibration]
+    studies: list[int]
+    localisation: dict[str, dict[str, float]]
+    levels_source: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +196,6 @@ class NnunetModel(Document):
     spacing_mm: float  # in-plane pixel size its cases were made at
     region_mm: float  # radius of the disc regions it was trained on
     labels: dict[str, int]
-    calibration: Calibration
     class_frequencies: dict[str, list[float]]
 
 
@@ -194,7 +219,11 @@ class TrainingData(Document):
 
 @dataclasses.dataclass(frozen=True)
 class BundleMetadata(Document):
-    """``bundle.json``: everything needed to use, audit or compare a bundle."""
+    """``bundle.json``: everything needed to use, audit or compare a bundle.
+
+    ``calibration`` maps each model (``nnunet-spinal``, ``nnunet-foraminal``, ``densenet``) to its
+    weight against the prior, fitted by calibrate on held-out studies on the prediction path.
+    """
 
     format_version: int
     bundle_id: str
@@ -206,9 +235,11 @@ class BundleMetadata(Document):
     levels: list[str]
     severities: list[str]
     unet: TorchModel
+    localiser: TorchModel | None
+    levels_source: str
     densenet: TorchModel
-    densenet_calibration: Calibration
     nnunet: dict[str, NnunetModel]
+    calibration: dict[str, Calibration]
     prior: str
     validation: dict[str, Any]
     sources: dict[str, str]  # stage -> attempt the bundle was made from

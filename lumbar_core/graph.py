@@ -131,6 +131,8 @@ TRAIN: tuple[Task, ...] = (
     Task("nnunet-prepare"),
     Task("nnunet-train"),
     Task("densenet-train"),
+    Task("level-train"),
+    Task("calibrate"),
     Task("bundle"),
     Task("predict", {"ingest_stage": VALIDATION_INGEST, "models_uri": ""}),
     Task("score", {"ingest_stage": VALIDATION_INGEST, "models_uri": ""}),

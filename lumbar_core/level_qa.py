@@ -63,11 +63,13 @@ def inside(geometry: StackGeometry, point: np.ndarray, margin_mm: float) -> bool
 
 
 def check_study(study: int, per_series: list[tuple[StackGeometry, dict[str, np.ndarray]]], limits: QaLimits = QaLimits()) -> QaResult:
-    """Check one study's levels, found on each of its sagittal stacks; returns the levels kept (averaged) and the problems.
+    """Check one study's levels, found on each of its sagittal stacks; returns the levels kept and the problems.
 
     Args:
         study: the study id (for the messages).
-        per_series: (stack geometry, level -> world point) for each sagittal stack the levels were found on.
+        per_series: (stack geometry, level -> world point) for each sagittal stack the levels were
+            found on, the most trusted first: a level kept takes its point from the first series
+            that has it, the others only confirm it.
         limits: the bounds.
     """
     problems: list[dict] = []
@@ -93,7 +95,7 @@ def check_study(study: int, per_series: list[tuple[StackGeometry, dict[str, np.n
                     )
                 )
                 continue
-        kept[level] = np.mean(found, axis=0)
+        kept[level] = found[0]  # the first series that has it: callers put the one they trust most first
     ordered = [lv for lv in vocab.LEVELS if lv in kept]
     if len(ordered) < 2:
         if ordered:

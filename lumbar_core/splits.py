@@ -21,3 +21,13 @@ def split_groups(groups: Iterable[G], fraction: float, seed: int) -> tuple[list[
     n_val = max(1, round(len(ranked) * fraction)) if len(ranked) > 1 else 0  # at least one of two or more
     val = set(ranked[:n_val])
     return [g for g in unique if g not in val], [g for g in unique if g in val]
+
+
+def held_out_studies(studies: Iterable[G], fraction: float, seed: int) -> list[G]:
+    """The training studies every model of a run leaves out, to measure and calibrate on.
+
+    nnunet-prepare, densenet-train and level-train each hold out these studies of the training
+    ingest's labelled ones (with their own ``val_fraction`` and ``seed``, equal by default), and
+    calibrate fits every model's weight on the studies all of them left out.
+    """
+    return split_groups(studies, fraction, seed)[1]

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from lumbar_core.classes import label_names
-from lumbar_core.splits import split_groups
 
 FILE_ENDING = ".nii.gz"
 DUMMY_SPACING = 999.0  # the third spacing of a 2D image
@@ -45,15 +44,14 @@ def write_raw_dataset(root: Path, name: str, cases: Iterable[tuple[str, np.ndarr
     return n
 
 
-def splits(case_ids: list[str], val_fraction: float, seed: int, groups: dict[str, object] | None = None) -> list[dict[str, list[str]]]:
-    """One train/val split as splits_final.json, by group (default: by case), from :func:`lumbar_core.splits.split_groups`.
+def splits(case_ids: list[str], held_out: set, groups: dict[str, object] | None = None) -> list[dict[str, list[str]]]:
+    """One train/val split as splits_final.json: the cases of the ``held_out`` groups (studies) validate.
 
     All cases of one group (the slices of one study) fall on one side, so validation never sees a
-    neighbour of a training image. With a single group, validation is the training set.
+    neighbour of a training image. With no held-out case, validation is the training set.
     """
-    group_of = {c: str((groups or {}).get(c, c)) for c in case_ids}
-    _, val_groups = split_groups(group_of.values(), val_fraction, seed)
-    val = sorted(c for c in case_ids if group_of[c] in set(val_groups))
+    group_of = {c: (groups or {}).get(c, c) for c in case_ids}
+    val = sorted(c for c in case_ids if group_of[c] in held_out)
     train = sorted(set(case_ids) - set(val)) or val
     return [{"train": train, "val": val or train}]
 

@@ -19,9 +19,11 @@ from lumbar_core.params import Params
 from lumbar_core.stages import (
     balance,
     bundle,
+    calibrate,
     densenet_train,
     disc_label,
     ingest,
+    level_train,
     nnunet_prepare,
     nnunet_train,
     predict,
@@ -163,11 +165,19 @@ STAGES: dict[str, StageSpec] = {
             nnunet_prepare.NnunetPrepareParams,
             "cpu",
             "nnU-Net raw datasets, plans, preprocessing",
-            reads=(Read("disc-label", ("cases.parquet", "cases/*")), Read("balance", ("balanced.parquet",))),
+            reads=(
+                Read("disc-label", ("cases.parquet", "cases/*")),
+                Read("balance", ("balanced.parquet",)),
+                Read("ingest", ("labels.parquet",), shards=True),
+            ),
             writes=(
                 Write("raw/*", "nnU-Net raw datasets"),
                 Write("preprocessed/*", "plans, preprocessed data, splits"),
-                Write("datasets.json", "per family: dataset, plans, case multiplicities", document=documents.PreparedDatasets),
+                Write(
+                    "datasets.json",
+                    "per family: dataset, plans, case multiplicities; the held-out studies",
+                    document=documents.PreparedDatasets,
+                ),
             ),
         ),
         StageSpec(
@@ -197,7 +207,42 @@ STAGES: dict[str, StageSpec] = {
                 Read("vertebra-segment", ("levels.parquet",)),
                 Read("balance", ("prior.json",)),
             ),
-            writes=(Write("model.pt", "DenseNet weights and config"), Write("metrics.json", "loss, accuracy, lr per epoch; the fit")),
+            writes=(
+                Write("model.pt", "DenseNet weights and config"),
+                Write("metrics.json", "loss, accuracy, lr per epoch; the fit; the held-out studies"),
+            ),
+        ),
+        StageSpec(
+            "level-train",
+            level_train.run,
+            level_train.LevelTrainParams,
+            "gpu",
+            "level localiser trained on the training studies' labelled points, from the U-Net's encoder",
+            reads=(Read("ingest", INGEST_READ, shards=True), Read("vertebra-train", ("model.pt",))),
+            writes=(
+                Write("model.pt", "localiser weights and config"),
+                Write("metrics.json", "loss per epoch; localisation on the held-out studies; the held-out studies"),
+            ),
+        ),
+        StageSpec(
+            "calibrate",
+            calibrate.run,
+            calibrate.CalibrateParams,
+            "gpu",
+            "every model's weight against the prior, fitted on held-out studies on the prediction path",
+            reads=(
+                Read("ingest", INGEST_READ, shards=True),
+                Read("vertebra-train", ("model.pt",)),
+                Read("level-train", ("model.pt", "metrics.json")),
+                Read("nnunet-prepare", ("datasets.json",)),
+                Read("nnunet-train", ("training.json", "results/*")),
+                Read("densenet-train", ("model.pt", "metrics.json")),
+                Read("disc-label", ()),
+                Read("balance", ("prior.json",)),
+            ),
+            writes=(
+                Write("calibration.json", "per model: tau, floor, readings; localisation per source", document=documents.CalibrationResult),
+            ),
         ),
         StageSpec(
             "bundle",
@@ -213,6 +258,8 @@ STAGES: dict[str, StageSpec] = {
                 Read("balance", ("prior.json",)),
                 Read("nnunet-train", ("training.json", "results/*")),
                 Read("densenet-train", ("model.pt", "metrics.json")),
+                Read("level-train", ("model.pt",)),
+                Read("calibrate", ("calibration.json",)),
             ),
             writes=(
                 Write(
@@ -220,7 +267,7 @@ STAGES: dict[str, StageSpec] = {
                     "metadata: versions, data fingerprint, classes, spacings, calibration, metrics",
                     document=documents.BundleMetadata,
                 ),
-                Write("models/*", "the U-Net, the DenseNet and nnU-Net's results folders"),
+                Write("models/*", "the U-Net, the level localiser, the DenseNet and nnU-Net's results folders"),
                 Write("prior.json", "the training prior"),
                 Write("figures/*", "training figures for reports"),
             ),
@@ -256,8 +303,8 @@ STAGES: dict[str, StageSpec] = {
             "cpu",
             "submission.csv, score table, report.html",
             reads=(
-                Read("predict", ("predictions.parquet",)),
-                Read("ingest", ("labels.parquet",), name_param="ingest_stage", shards=True),
+                Read("predict", ("predictions.parquet", "levels.parquet", "problems.parquet")),
+                Read("ingest", ("labels.parquet", "coordinates.parquet"), name_param="ingest_stage", shards=True),
                 Read("bundle", ("bundle.json", "prior.json", "figures/*"), uri_param="models_uri"),
             ),
             writes=(

@@ -1,10 +1,11 @@
 """bundle (cpu): one versioned package of every trained model, the thing predict and inference read.
 
-Reads vertebra-train (U-Net), nnunet-train (results folders, fitted weights), densenet-train
-(DenseNet, fitted weight), balance (the prior), disc-label (its spacing and region radius, overlay),
-vertebra-segment (overlay, localisation) and ingest's manifest (the training data's fingerprint).
+Reads vertebra-train (U-Net), level-train (the level localiser), nnunet-train (results folders),
+densenet-train (DenseNet), calibrate (every model's weight, fitted on the prediction path), balance
+(the prior), disc-label (its spacing and region radius, overlay), vertebra-segment (overlay,
+localisation) and ingest's manifest (the training data's fingerprint).
 
-Writes under ``{run}/bundle/``: ``models/unet.pt``, ``models/densenet.pt``,
+Writes under ``{run}/bundle/``: ``models/unet.pt``, ``models/localiser.pt``, ``models/densenet.pt``,
 ``models/nnunet/{family}/`` (plans.json, dataset.json, fold_0/checkpoint_final.pth), ``prior.json``,
 ``figures/*.png`` and ``bundle.json`` (:class:`lumbar_core.documents.BundleMetadata`: code and
 library versions, training data fingerprint, classes, spacings, calibration weights, validation
@@ -22,14 +23,14 @@ from importlib import metadata
 
 from lumbar_core import settings, vocab
 from lumbar_core.classes import FAMILIES, label_names
-from lumbar_core.documents import BundleMetadata, Calibration, NnunetModel, NnunetTraining, TorchModel, TrainingData
+from lumbar_core.documents import BundleMetadata, CalibrationResult, NnunetModel, NnunetTraining, TorchModel, TrainingData
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.model_bundle import FORMAT_VERSION, STAGE
 from lumbar_core.models.checkpoint import from_bytes
 from lumbar_core.params import Params
+from lumbar_core.prediction import NNUNET_FILES
 
 LIBRARIES = ("torch", "torchvision", "nnunetv2", "segmentation-models-pytorch", "numpy", "pydicom", "SimpleITK", "kfp")
-NNUNET_FILES = ("plans.json", "dataset.json", "fold_0/checkpoint_final.pth")
 FIGURES = {"vertebra-segment": "localisation.png", "disc-label": "regions.png"}
 
 
@@ -69,6 +70,9 @@ def run(*, run_uri: str, params: BundleParams) -> Manifest:
     balance = StageInput.open(run_uri, "balance")
     nnunet = StageInput.open(run_uri, "nnunet-train")
     densenet = StageInput.open(run_uri, "densenet-train")
+    level = StageInput.open(run_uri, "level-train")
+    calibrate = StageInput.open(run_uri, "calibrate")
+    calibration = CalibrationResult.from_dict(calibrate.read_json("calibration.json"), where=f"{calibrate.prefix}/calibration.json")
     out = StageOutput(run_uri, STAGE)
 
     unet_bytes = unet.read_bytes("model.pt")
@@ -76,6 +80,8 @@ def run(*, run_uri: str, params: BundleParams) -> Manifest:
     densenet_bytes = densenet.read_bytes("model.pt")
     out.write_bytes("models/densenet.pt", densenet_bytes)
     densenet_config = from_bytes(densenet_bytes)[1]
+    localiser_bytes = level.read_bytes("model.pt")
+    out.write_bytes("models/localiser.pt", localiser_bytes)
     _copy(balance, "prior.json", out, "prior.json")
 
     training = NnunetTraining.from_dict(nnunet.read_json("training.json"), where=f"{run_uri}/nnunet-train/training.json")
@@ -92,7 +98,6 @@ def run(*, run_uri: str, params: BundleParams) -> Manifest:
             spacing_mm=spacing,
             region_mm=radius,
             labels=label_names(),
-            calibration=Calibration(tau=info.tau, floor=info.floor),
             class_frequencies=info.class_frequencies,
         )
     for stage_input, figure in ((segment, FIGURES["vertebra-segment"]), (disc, FIGURES["disc-label"])):
@@ -101,13 +106,15 @@ def run(*, run_uri: str, params: BundleParams) -> Manifest:
 
     validation = {
         "vertebra-train": unet.manifest.metrics,
+        "level-train": level.manifest.metrics,
         "nnunet-train": nnunet.manifest.metrics,
         "densenet-train": densenet.manifest.metrics,
+        "calibrate": {"studies": calibration.studies, "localisation": calibration.localisation},
     }
     if "localisation.json" in segment.manifest.files:
         validation["vertebra-segment"] = segment.read_json("localisation.json")
     data_uri = ingest.params.get("data_uri") or next((s.get("data_uri") for s in ingest.params.get("shards", [])), "")
-    sources = {s.manifest.stage: s.manifest.attempt for s in (ingest, unet, segment, disc, balance, nnunet, densenet)}
+    sources = {s.manifest.stage: s.manifest.attempt for s in (ingest, unet, segment, disc, balance, nnunet, densenet, level, calibrate)}
     meta = BundleMetadata(
         format_version=FORMAT_VERSION,
         bundle_id=out.attempt.removeprefix("attempt-"),
@@ -124,13 +131,15 @@ def run(*, run_uri: str, params: BundleParams) -> Manifest:
         levels=list(vocab.LEVELS),
         severities=list(vocab.SEVERITY_COLUMNS),
         unet=TorchModel("models/unet.pt", from_bytes(unet_bytes)[1]),
+        localiser=TorchModel("models/localiser.pt", from_bytes(localiser_bytes)[1]),
+        levels_source=calibration.levels_source,
         densenet=TorchModel("models/densenet.pt", densenet_config),
-        densenet_calibration=Calibration(tau=float(densenet_config["tau"]), floor=float(densenet_config["floor"])),
         nnunet=models,
+        calibration=calibration.models,
         prior="prior.json",
         validation=validation,
         sources=sources,
     )
     out.write_json("bundle.json", meta.to_dict())
-    metrics = {"models": 2 + len(models), "training_studies": meta.training_data.studies, "format_version": FORMAT_VERSION}
+    metrics = {"models": 3 + len(models), "training_studies": meta.training_data.studies, "format_version": FORMAT_VERSION}
     return out.commit(params=params.to_dict(), metrics=metrics)

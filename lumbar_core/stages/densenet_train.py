@@ -9,8 +9,9 @@ a horizontal flip swaps the left and right labels; small shifts and intensity ch
 precision on a GPU.
 
 Writes under ``{run}/densenet-train/``: ``model.pt`` (with ``tau``, the weight of its evidence
-against the prior, fitted on the validation crops) and ``metrics.json`` (loss and validation
-accuracy and learning rate per epoch, crops used, the fit).
+against the prior fitted on the held-out crops at the labelled levels; calibrate refits it on the
+prediction path) and ``metrics.json`` (loss and validation accuracy and learning rate per epoch,
+crops used, the fit, the held-out studies).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.models.densenet import build_densenet, save_densenet
 from lumbar_core.models.unet import autocast, device
 from lumbar_core.params import Params
-from lumbar_core.splits import split_groups
+from lumbar_core.splits import held_out_studies
 
 STAGE = "densenet-train"
 IGNORE = -100
@@ -48,7 +49,8 @@ class DensenetTrainParams(Params):
         size: crop size in pixels.
         crop_mm: crop side in millimetres.
         max_mm: farthest accepted distance from the level centre to an axial slice.
-        val_fraction: share of studies held out for validation accuracy.
+        val_fraction: share of the training studies held out (validation accuracy; calibrate fits on them):
+            :func:`lumbar_core.splits.held_out_studies`.
         seed: random seed.
     """
 
@@ -104,8 +106,9 @@ def run(*, run_uri: str, params: DensenetTrainParams) -> Manifest:
     torch.manual_seed(params.seed)
     rng = np.random.default_rng(params.seed)
     crops, targets, studies, levels = _samples(run_uri, params)
-    _, val_studies = split_groups(studies.tolist(), params.val_fraction, params.seed)
-    val = np.isin(studies, val_studies)
+    labelled = sorted(int(s) for s in IngestedData.open(run_uri).table("labels")["study_id"].unique())
+    held_out = held_out_studies(labelled, params.val_fraction, params.seed)
+    val = np.isin(studies, held_out)
     train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
     dev = device()
     model = build_densenet(params.arch, params.weights).to(dev)
@@ -151,7 +154,7 @@ def run(*, run_uri: str, params: DensenetTrainParams) -> Manifest:
         "tau": tau,
         "floor": floor,
     }
-    out.write_json("metrics.json", {"history": history, "tau_losses": losses, **metrics})
+    out.write_json("metrics.json", {"history": history, "tau_losses": losses, "held_out": held_out, **metrics})
     return out.commit(params=params.to_dict(), metrics=metrics)
 
 

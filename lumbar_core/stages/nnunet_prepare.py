@@ -1,11 +1,12 @@
 """nnunet-prepare (cpu): nnU-Net raw datasets from the balanced cases, then nnU-Net's planning and preprocessing.
 
-Reads disc-label (cases) and balance (multiplicities). For each family (``spinal``, ``foraminal``)
+Reads disc-label (cases), balance (multiplicities) and ingest's labels (the training studies). For each family (``spinal``, ``foraminal``)
 writes ``Dataset{id}_Lumbar{Family}`` (dataset.json, imagesTr, labelsTr; each case once), runs
 nnunetv2's fingerprint extraction, ExperimentPlanner (its plans file then edited, as nnU-Net's docs
 show, where ``base_features`` or ``batch_size`` ask for it) and the ``2d`` preprocessing through its
-Python API, and writes ``splits_final.json`` with one train/val split by study (the slices of one
-study never straddle it; :func:`lumbar_core.splits.split_groups`). Balance's multiplicities are not
+Python API, and writes ``splits_final.json`` with one train/val split by study: the cases of the
+training studies :func:`lumbar_core.splits.held_out_studies` holds out validate (the slices of one
+study never straddle the split). Balance's multiplicities are not
 copies on disk: they travel in ``datasets.json`` to the trainer, which draws each case that many
 times more often.
 
@@ -27,9 +28,11 @@ import pandas as pd
 
 from lumbar_core.classes import FAMILIES
 from lumbar_core.documents import PreparedDataset, PreparedDatasets
+from lumbar_core.ingested import IngestedData
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.nnunet.dataset import dataset_name, nnunet_env, splits, write_raw_dataset
 from lumbar_core.params import Params
+from lumbar_core.splits import held_out_studies
 
 STAGE = "nnunet-prepare"
 
@@ -40,7 +43,8 @@ class NnunetPrepareParams(Params):
 
     Attributes:
         dataset_id: id of the spinal dataset; the foraminal one takes the next id.
-        val_fraction: share of studies whose cases validate.
+        val_fraction: share of the training studies held out (their cases validate; calibrate
+            fits on them too): :func:`lumbar_core.splits.held_out_studies`.
         processes: worker processes for nnU-Net's fingerprinting and preprocessing.
         seed: seed of the split.
         base_features: feature maps of the U-Net's first stage, doubling per stage up to nnU-Net's
@@ -79,6 +83,8 @@ def run(*, run_uri: str, params: NnunetPrepareParams) -> Manifest:
     """Write, plan and preprocess both nnU-Net datasets."""
     disc = StageInput.open(run_uri, "disc-label")
     balanced = StageInput.open(run_uri, "balance").read_table("balanced.parquet")
+    labelled = sorted(int(s) for s in IngestedData.open(run_uri).table("labels")["study_id"].unique())
+    held_out = set(held_out_studies(labelled, params.val_fraction, params.seed))
     all_cases = disc.read_table("cases.parquet")
     copies = {str(c): int(m) for c, m in zip(balanced["case_id"], balanced["multiplicity"])}
     out = StageOutput(run_uri, STAGE)
@@ -106,8 +112,8 @@ def run(*, run_uri: str, params: NnunetPrepareParams) -> Manifest:
                 preprocess_dataset(
                     dataset_id, identifier, configurations=("2d",), num_processes=(params.processes,), show_progress_bar=False
                 )
-                groups = dict(zip(cases["case_id"], cases["study_id"]))
-                split = splits(list(cases["case_id"]), params.val_fraction, params.seed, groups)
+                groups = {c: int(s) for c, s in zip(cases["case_id"], cases["study_id"])}
+                split = splits(list(cases["case_id"]), held_out, groups)
                 (paths["nnUNet_preprocessed"] / name / "splits_final.json").write_text(json.dumps(split, indent=1))
                 config = plans["configurations"]["2d"]
                 summary[family] = PreparedDataset(
@@ -125,6 +131,6 @@ def run(*, run_uri: str, params: NnunetPrepareParams) -> Manifest:
             raise ValueError("nnunet-prepare: the balanced case list is empty")
         out.upload_dir(work / "raw", "raw")
         out.upload_dir(work / "preprocessed", "preprocessed")
-    out.write_json("datasets.json", PreparedDatasets(summary).to_dict())
+    out.write_json("datasets.json", PreparedDatasets(summary, sorted(held_out)).to_dict())
     metrics = {f"{family}_images": s.training_images for family, s in summary.items()}
     return out.commit(params=params.to_dict(), metrics=metrics)

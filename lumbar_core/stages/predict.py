@@ -2,20 +2,11 @@
 
 Reads an ingest stage (``ingest_stage``: the studies to predict) and a model bundle
 (``models_uri``: the bundle's URI or a training run holding one; default this run's ``bundle``
-stage): the U-Net, nnU-Net per family, the DenseNet, the prior and their calibration. For each study:
-
-1. the U-Net segments every sagittal stack; disc levels and canal centres as in vertebra-segment;
-2. spinal canal stenosis: nnU-Net (spinal) on the mid-sagittal T2 slice nearest each level's canal
-   centre; the level's severity distribution is nnU-Net's softmax over that level's three classes,
-   averaged over the pixels predicted as that level in a disk around the level point (if none, the
-   severities summed over levels in that disk);
-3. left/right foraminal narrowing: nnU-Net (foraminal) on the T1 slice nearest the point
-   ``foramen_offset_mm`` left (+x) or right of the canal centre, likewise;
-4. left/right subarticular stenosis: the DenseNet on the axial crop at the level's canal centre;
-5. the prior wherever a series, a level or a model is missing.
-
-Model outputs are combined with the training prior as evidence (``nnunet_tau``, ``densenet_tau``):
-calibrated probabilities, not raw softmax.
+stage): the level localiser and vertebra U-Net, nnU-Net per family, the DenseNet, the prior and
+the calibration. Each study goes through :mod:`lumbar_core.prediction`: levels found and checked
+(:mod:`lumbar_core.level_qa`; a level that fails is predicted from the prior and reported), each
+model's reading at them, weighed against the prior with the weights calibrate fitted on held-out
+studies read the same way (``nnunet_tau``, ``densenet_tau`` override them).
 
 A study whose data cannot be used (:class:`lumbar_core.errors.StudyDataError`, a damaged volume) is
 reported in ``problems.parquet`` and predicted from the prior; if more than ``max_failed_fraction``
@@ -25,38 +16,31 @@ With ``shard_count`` > 1 a task predicts every ``shard_count``-th study (sorted,
 into ``{run}/{name}-shard-{i}/``, and ``predict-merge`` combines the shards into ``{run}/{name}/``.
 
 Writes under ``{run}/predict/``: ``predictions.parquet`` (study_id, condition, level, normal_mild,
-moderate, severe, source: nnunet | densenet | prior), ``levels.parquet``, ``problems.parquet`` and
-``timing.json`` (seconds per study by step; torch's threads, per shard once merged).
+moderate, severe, source: nnunet | densenet | prior), ``levels.parquet`` (the checked levels and who
+found them), ``problems.parquet`` (level QA and unreadable studies) and ``timing.json`` (seconds per
+study by step; torch's threads, per shard once merged).
 """
 
 from __future__ import annotations
 
 import tempfile
-import time
 import zipfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from lumbar_core import store, vocab
-from lumbar_core.axial import level_crops
-from lumbar_core.calibration import combine_with_prior, evidence
+from lumbar_core import vocab
 from lumbar_core.documents import BundleMetadata
 from lumbar_core.errors import StudyDataError
-from lumbar_core.ingested import IngestedData, Volume
-from lumbar_core.levels import check_order, combine_series, level_centres, segment_stack, vertebra_centres
+from lumbar_core.ingested import IngestedData
 from lumbar_core.manifest import Manifest, ManifestError, StageInput, StageOutput, shard_stage
 from lumbar_core.model_bundle import open_bundle
-from lumbar_core.models.densenet import load_densenet, predict_sides
-from lumbar_core.models.unet import load_model
-from lumbar_core.nnunet.predict import level_distribution
 from lumbar_core.params import Params
+from lumbar_core.prediction import DENSENET, Models, ReadParams, combine, load_nnunet_family, prior_rows, read_study
 from lumbar_core.prior import prior_from_json
-from lumbar_core.sagittal import canonical_of_stack, resample_slice, resize_to
 
 STAGE = "predict"
 COLUMNS = ["study_id", "condition", "level", *vocab.SEVERITY_COLUMNS, "source"]
@@ -72,14 +56,12 @@ class PredictParams(Params):
         foramen_offset_mm: distance of the foraminal slices from the canal centre, left and right.
         region_mm: radius around a level point in which nnU-Net's severity is read (disc-label's
             region radius).
-        batch_size: U-Net slices per forward pass.
-        nnunet_tau: exponent of nnU-Net's evidence (None: the value nnunet-train fitted on its
-            validation cases). The evidence is nnU-Net's softmax plus the fitted floor, divided by
-            the severity frequencies training drew at that level; the distribution is
-            prior x evidence ** tau (0 = prior only).
-        densenet_tau: exponent of the DenseNet's evidence (None: the value densenet-train fitted). Its
-            loss weighted classes (1, 2, 4) on natural frequencies, so the evidence is
-            (p + floor) / (w x prior).
+        batch_size: slices per forward pass of the localiser or U-Net.
+        nnunet_tau: exponent of nnU-Net's evidence (None: the bundle's, fitted by calibrate). The
+            evidence is nnU-Net's softmax plus the fitted floor, divided by the severity frequencies
+            training drew at that level; the distribution is prior x evidence ** tau (0 = prior only).
+        densenet_tau: exponent of the DenseNet's evidence (None: the bundle's). Its loss weighted
+            classes (1, 2, 4) on natural frequencies, so the evidence is (p + floor) / (w x prior).
         max_failed_fraction: the stage fails when more than this share of its studies cannot be
             predicted for bad data (each such study is otherwise predicted from the prior).
         shard_index: this shard's number, 0-based.
@@ -114,134 +96,34 @@ TABLES = ("predictions.parquet", "levels.parquet", "problems.parquet")
 DATA_ERRORS = (StudyDataError, ManifestError, zipfile.BadZipFile, EOFError)
 
 
-class _Models:
-    """Everything predict loads once from a model bundle."""
-
-    def __init__(self, bundle: StageInput, meta: BundleMetadata, work: Path):
-        from lumbar_core.nnunet.predict import load_predictor
-
-        self.meta = meta
-        self.unet, self.unet_config = load_model(bundle.read_bytes(meta.unet.file))
-        self.densenet, self.densenet_config = load_densenet(bundle.read_bytes(meta.densenet.file))
-        self.prior = prior_from_json(bundle.read_json(meta.prior))
-        self.nnunet = {}
-        for family, model in meta.nnunet.items():
-            for path in bundle.paths(model.folder):
-                store.download(bundle.uri(path), work / path)
-            self.nnunet[family] = load_predictor(work / model.folder)
-
-
-def _slice_probs(predictor, volume: Volume, k: int, spacing_mm: float) -> np.ndarray:
-    """nnU-Net class probabilities (classes, rows, cols) of slice ``k`` in the stack's own grid."""
-    from lumbar_core.nnunet.predict import predict_slice
-
-    canon = canonical_of_stack(volume.geometry)
-    image = canon.apply(volume.pixels[k : k + 1].astype(np.float32))[0]
-    probs = predict_slice(predictor, resample_slice(image, canon.spacing[1:], spacing_mm, order=1), spacing_mm)
-    back = np.stack([resize_to(p, image.shape, order=1) for p in probs])
-    # undo the canonical layout slice by slice: treat classes as the slice axis
-    return np.stack([canon.invert(p[None])[0] for p in back])
-
-
-def _nnunet_levels(predictor, spacing, volume: Volume, points: dict[str, np.ndarray], region_mm: float) -> dict[str, np.ndarray]:
-    """Distribution per level, running nnU-Net once per distinct nearest slice."""
-    by_slice: dict[int, list[str]] = defaultdict(list)
-    for level, point in points.items():
-        by_slice[volume.geometry.nearest_slice(point)[0]].append(level)
-    out = {}
-    for k, levels in by_slice.items():
-        probs = _slice_probs(predictor, volume, k, spacing)
-        plane = volume.geometry.plane(k)
-        for level in levels:
-            x, y, _ = plane.world_to_pixel(points[level])
-            dist = level_distribution(probs, level, (x, y), region_mm / plane.col_spacing)
-            if dist is not None:
-                out[level] = dist
-    return out
-
-
-def predict_study(
-    data: IngestedData, study: int, models: _Models, params: PredictParams, timing: dict
-) -> tuple[list[dict], list[dict], list[dict]]:
-    """Prediction rows, level rows and problems of one study."""
-    index = data.index[data.index["study_id"] == study]
-    sagittal = index[index["orientation"] == "sagittal"]
-    t0 = time.perf_counter()
-    volumes = {(r.series_id, r.stack): data.volume(study, r.series_id, r.stack) for r in sagittal.itertuples()}
-    timing["decode"] += time.perf_counter() - t0
-    t0 = time.perf_counter()
-    per_series = []
-    for volume in volumes.values():
-        mask = segment_stack(models.unet, volume, models.unet_config["spacing_mm"], params.batch_size)
-        per_series.append(level_centres(mask, volume, check_order(vertebra_centres(mask, volume, 20))))
-    result = combine_series(study, per_series, pd.DataFrame(), fallback=False)
-    timing["segmentation"] += time.perf_counter() - t0
-    found = {r["level"]: r for r in result.rows if r["source"] != "missing"}
-    canal = {lv: np.array([r[f"canal_{a}"] for a in "xyz"]) for lv, r in found.items()}
-    got: dict[tuple[str, str], tuple[np.ndarray, str]] = {}  # (condition, level) -> (distribution, nnU-Net family or densenet)
-    t0 = time.perf_counter()
-    for r in sagittal.itertuples():
-        volume = volumes[(r.series_id, r.stack)]
-        for family, model in models.meta.nnunet.items():
-            if r.description != model.series_type:
-                continue
-            for condition in model.conditions:
-                # a lateral condition is read foramen_offset_mm to its side (patient left is +x in LPS)
-                sign = {"left": 1.0, "right": -1.0}.get(vocab.CONDITION_SIDE[condition] or "", 0.0)
-                points = {lv: c + sign * params.foramen_offset_mm * np.array([1.0, 0, 0]) for lv, c in canal.items()}
-                predictor = models.nnunet[family]
-                for level, dist in _nnunet_levels(predictor, model.spacing_mm, volume, points, params.region_mm).items():
-                    got.setdefault((condition, level), (dist, family))
-    timing["nnunet"] += time.perf_counter() - t0
-    t0 = time.perf_counter()
-    levels = pd.DataFrame(result.rows)
-    cfg = models.densenet_config
-    crops = level_crops(data, levels, study, size=cfg["size"], crop_mm=cfg["crop_mm"], max_mm=cfg["max_mm"]) if found else {}
-    if crops:
-        names = sorted(crops)
-        left, right = predict_sides(models.densenet, np.stack([crops[n] for n in names]))
-        for n, pl, pr in zip(names, left, right):
-            got[("left_subarticular_stenosis", n)] = (pl, "densenet")
-            got[("right_subarticular_stenosis", n)] = (pr, "densenet")
-    timing["densenet"] += time.perf_counter() - t0
-    rows = []
-    weights = np.asarray(vocab.SEVERITY_WEIGHTS)
-    for condition in vocab.CONDITIONS:
-        for level in vocab.LEVELS:
-            prior = models.prior[(condition, level)]
-            dist, source = got.get((condition, level), (prior, "prior"))
-            if source in models.meta.nnunet:
-                model = models.meta.nnunet[source]
-                source = "nnunet"
-                tau = params.nnunet_tau if params.nnunet_tau is not None else model.calibration.tau
-                frequencies = np.asarray(model.class_frequencies[level], dtype=float)
-                dist = combine_with_prior(prior, evidence(dist, frequencies, model.calibration.floor), tau)
-            elif source == "densenet":
-                fitted = models.meta.densenet_calibration
-                tau = params.densenet_tau if params.densenet_tau is not None else fitted.tau
-                dist = combine_with_prior(prior, evidence(dist, weights * prior, fitted.floor), tau)
-            rows.append(
-                {
-                    "study_id": study,
-                    "condition": condition,
-                    "level": level,
-                    **dict(zip(vocab.SEVERITY_COLUMNS, map(float, dist))),
-                    "source": source,
-                }
-            )
-    return rows, result.rows, result.problems
-
-
-def _prior_rows(study: int, prior) -> list[dict]:
-    return [
-        {"study_id": study, "condition": c, "level": lv, **dict(zip(vocab.SEVERITY_COLUMNS, map(float, prior[(c, lv)]))), "source": "prior"}
-        for c in vocab.CONDITIONS
-        for lv in vocab.LEVELS
-    ]
-
-
 class TooManyFailedStudiesError(RuntimeError):
     """More studies than ``max_failed_fraction`` could not be predicted: something systematic is wrong."""
+
+
+def bundle_models(bundle: StageInput, meta: BundleMetadata, work: Path) -> Models:
+    """Every model of a bundle, loaded."""
+    from lumbar_core.models.densenet import load_densenet
+    from lumbar_core.models.localiser import load_localiser
+    from lumbar_core.models.unet import load_model
+
+    unet, unet_config = load_model(bundle.read_bytes(meta.unet.file))
+    densenet, densenet_config = load_densenet(bundle.read_bytes(meta.densenet.file))
+    nnunet = {
+        family: load_nnunet_family(family, bundle, model.folder, work, model.spacing_mm, model.class_frequencies)
+        for family, model in meta.nnunet.items()
+    }
+    localiser, localiser_config = load_localiser(bundle.read_bytes(meta.localiser.file)) if meta.localiser else (None, None)
+    prior = prior_from_json(bundle.read_json(meta.prior))
+    return Models(unet, unet_config, densenet, densenet_config, nnunet, prior, localiser, localiser_config, meta.levels_source)
+
+
+def calibration_of(meta: BundleMetadata, params: PredictParams) -> dict[str, tuple[float, float]]:
+    """Each model's (tau, floor): the bundle's, with predict's overrides."""
+    out = {}
+    for model, fitted in meta.calibration.items():
+        override = params.densenet_tau if model == DENSENET else params.nnunet_tau
+        out[model] = (fitted.tau if override is None else override, fitted.floor)
+    return out
 
 
 def run(*, run_uri: str, params: PredictParams) -> Manifest:
@@ -252,19 +134,22 @@ def run(*, run_uri: str, params: PredictParams) -> Manifest:
     rows, level_rows, problems = [], [], []
     timing: dict[str, float] = defaultdict(float)
     studies = sorted(data.index["study_id"].unique())[params.shard_index :: params.shard_count]
+    read = ReadParams(params.foramen_offset_mm, params.region_mm, params.batch_size)
+    calibration = calibration_of(meta, params)
+    failed = []
     with tempfile.TemporaryDirectory(prefix="lumbar-predict-") as tmp:
-        models = _Models(bundle, meta, Path(tmp))
-        failed = []
+        models = bundle_models(bundle, meta, Path(tmp))
         for study in tqdm(studies, desc="predict", unit="study"):
             try:
-                r, lv, pr = predict_study(data, study, models, params, timing)
+                reading = read_study(data, study, models, read, timing)
             except DATA_ERRORS as exc:  # one study's bad data never kills the run; a bug does
                 failed.append(study)
                 problems.append({"study_id": study, "kind": "prediction failed", "message": f"study {study}: {type(exc).__name__}: {exc}"})
-                r, lv, pr = _prior_rows(study, models.prior), [], []
-            rows += r
-            level_rows += lv
-            problems += pr
+                rows += prior_rows(study, models.prior)
+                continue
+            rows += combine(study, reading, models, calibration)
+            level_rows += reading.levels
+            problems += reading.problems
     if len(failed) > params.max_failed_fraction * len(studies):
         raise TooManyFailedStudiesError(
             f"predict: {len(failed)} of {len(studies)} studies failed (more than max_failed_fraction "

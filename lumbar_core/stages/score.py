@@ -23,6 +23,7 @@ import pandas as pd
 
 from lumbar_core import vocab
 from lumbar_core.ingested import IngestedData
+from lumbar_core.localisation import errors_against, summary
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.model_bundle import open_bundle
 from lumbar_core.params import Params
@@ -133,6 +134,54 @@ def _overlays(bundle: StageInput) -> list[str]:
     return [_image(bundle.read_bytes(path), caption) for path, caption in FIGURE_CAPTIONS.items() if path in bundle.manifest.files]
 
 
+def localisation_by_source(levels: pd.DataFrame, coords: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per source of the levels: share of labelled spinal canal points with a level within 5 mm, nearest the right level."""
+    if coords.empty or levels.empty:
+        return {}
+    spinal = coords[coords["condition"] == "spinal_canal_stenosis"]
+    out = {}
+    for source, rows in levels[levels["source"] != "missing"].groupby("source"):
+        errors, right, labelled = [], [], 0
+        for study, mine in spinal[spinal["study_id"].isin(rows["study_id"])].groupby("study_id"):
+            points = {str(lv): r[["world_x", "world_y", "world_z"]].to_numpy().mean(axis=0) for lv, r in mine.groupby("level")}
+            kept = rows[rows["study_id"] == study]
+            found = {r.level: np.array([r.canal_x, r.canal_y, r.canal_z]) for r in kept.itertuples()}
+            e, r = errors_against(found, points)
+            errors, right, labelled = errors + e, right + r, labelled + len(points)
+        out[str(source)] = summary(errors, right, labelled)
+    return out
+
+
+def qa_table(levels: pd.DataFrame, problems: pd.DataFrame) -> pd.DataFrame:
+    """One row per study: the levels kept and what level QA (or reading the study) refused."""
+    if levels.empty:
+        return pd.DataFrame()
+    kept = levels[levels["source"] != "missing"].groupby("study_id")["level"].apply(lambda s: ", ".join(vocab.LEVEL_TITLES[x] for x in s))
+    rows = []
+    for study in sorted(levels["study_id"].unique()):
+        mine = problems[problems["study_id"] == study] if not problems.empty else problems
+        rows.append(
+            {
+                "study": int(study),
+                "levels kept": kept.get(study, ""),
+                "problems": "; ".join(m.split(": ", 1)[-1] for m in mine["message"]) if len(mine) else "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _localisation_html(found: dict[str, dict[str, float]], meta) -> str:
+    held = meta.validation.get("calibrate", {}).get("localisation", {})
+    parts = []
+    if found:
+        table = pd.DataFrame(found).T[["labelled_levels", "share_within_5mm", "share_right_level", "median_error_mm"]]
+        parts.append("<p>On these studies, against their labelled spinal canal points:</p>" + table.round(3).to_html())
+    if held:
+        table = pd.DataFrame(held).T
+        parts.append("<p>On the training run's held-out studies (calibrate), per source:</p>" + table.round(3).to_html())
+    return "".join(parts) or "<p>No labelled points to measure the levels against.</p>"
+
+
 def run(*, run_uri: str, params: ScoreParams) -> Manifest:
     """Write the submission, the metrics and the report."""
     predict = StageInput.open(run_uri, "predict")
@@ -164,6 +213,12 @@ def run(*, run_uri: str, params: ScoreParams) -> Manifest:
         )
         confusion = pooled_confusion(truth, p)
         sections.append("<h2>Calibration</h2>" + f"<img src='data:image/png;base64,{calibration_figure(truth, p, groups)}'>")
+    levels = predict.read_table("levels.parquet")
+    coords = IngestedData.open(run_uri, params.ingest_stage).table("coordinates")
+    found = localisation_by_source(levels, coords)
+    if found:
+        metrics["localisation"] = found
+    qa = qa_table(levels, predict.read_table("problems.parquet"))
     sources = predictions.groupby(["condition", "source"]).size().unstack(fill_value=0)
     metrics["sources"] = {str(k): int(v) for k, v in predictions["source"].value_counts().items()}
     body = [
@@ -174,6 +229,10 @@ def run(*, run_uri: str, params: ScoreParams) -> Manifest:
         *sections,
         "<h2>Where each prediction came from</h2>",
         sources.to_html(),
+        "<h2>Levels</h2>",
+        _localisation_html(found, meta),
+        "<h3>Level checks per study</h3>",
+        qa.to_html(index=False) if not qa.empty else "<p>No study.</p>",
         "<h2>Localisation and segmentation</h2>",
         *_overlays(bundle),
     ]

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from lumbar_core import store
 from lumbar_core.manifest import Manifest, StageOutput, stage_uri
+from lumbar_core.models.augment import intensity
 from lumbar_core.models.unet import autocast, build_unet, device, save_model
 from lumbar_core.params import Params
 from lumbar_core.sagittal import normalise, resample_slice
@@ -86,12 +87,6 @@ def _crop(image: np.ndarray, label: np.ndarray, size: int, rng: np.random.Genera
     return image[r : r + size, c : c + size], label[r : r + size, c : c + size]
 
 
-def _augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    gamma = rng.uniform(0.7, 1.5)
-    out = np.clip(image, 0, None) ** gamma * rng.uniform(0.85, 1.15)
-    return (out + rng.normal(0, rng.uniform(0, 0.05), out.shape)).astype(np.float32)
-
-
 def dice_per_class(pred: np.ndarray, truth: np.ndarray, classes: int) -> dict[str, float]:
     """Dice of every foreground class over all given pixels (nan where a class is absent from both)."""
     out = {}
@@ -149,7 +144,7 @@ def run(*, spider_uri: str, run_uri: str, params: VertebraTrainParams) -> Manife
         losses = []
         for first in tqdm(range(0, len(order), params.batch_size), desc=f"epoch {epoch + 1}/{params.epochs}", leave=False):
             pairs = [_crop(train_x[i], train_y[i], params.crop, rng) for i in order[first : first + params.batch_size]]
-            x = torch.from_numpy(np.stack([_augment(p[0], rng) for p in pairs])[:, None]).to(dev)
+            x = torch.from_numpy(np.stack([intensity(p[0], rng) for p in pairs])[:, None]).to(dev)
             y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64)).to(dev)
             with autocast(dev):
                 logits = model(x)

@@ -35,6 +35,8 @@ STAGE_NAMES = [
     "nnunet-prepare",
     "nnunet-train",
     "densenet-train",
+    "level-train",
+    "calibrate",
     "bundle",
     "predict",
     "score",
@@ -95,7 +97,7 @@ def test_predictions_come_from_the_models(trained):
     probs = pred[list(vocab.SEVERITY_COLUMNS)].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-6)
     timing = StageInput.open(run, "predict").read_json("timing.json")["seconds_per_study"]
-    assert set(timing) == {"decode", "segmentation", "nnunet", "densenet"}
+    assert set(timing) == {"decode", "levels", "nnunet", "densenet"}
 
 
 def test_densenet_learning_rate_decays_to_zero(trained):
@@ -185,7 +187,7 @@ def run_copy(trained, tmp_path):
 
 
 def test_a_study_with_bad_data_is_reported_and_predicted_from_the_prior(run_copy, monkeypatch):
-    real = predict.predict_study
+    real = predict.read_study
     broken = {}
 
     def flaky(data, study, *args):
@@ -194,7 +196,7 @@ def test_a_study_with_bad_data_is_reported_and_predicted_from_the_prior(run_copy
             raise StudyDataError(f"study {study}: corrupt volume")
         return real(data, study, *args)
 
-    monkeypatch.setattr(predict, "predict_study", flaky)
+    monkeypatch.setattr(predict, "read_study", flaky)
     run_stage(get_stage("predict"), run_uri=run_copy, params=predict.PredictParams(ingest_stage="ingest-validation"))
     stage = StageInput.open(run_copy, "predict")
     pred = pd.read_parquet(io.BytesIO(stage.read_bytes("predictions.parquet")))
@@ -212,14 +214,14 @@ def test_a_bug_in_predict_fails_the_stage_and_so_do_too_many_bad_studies(run_cop
     def bug(*args):
         raise TypeError("unsupported operand")
 
-    monkeypatch.setattr(predict, "predict_study", bug)
+    monkeypatch.setattr(predict, "read_study", bug)
     with pytest.raises(TypeError, match="unsupported operand"):
         run_stage(get_stage("predict"), run_uri=run_copy, params=params)
 
     def all_bad(data, study, *args):
         raise StudyDataError(f"study {study}: no sagittal series")
 
-    monkeypatch.setattr(predict, "predict_study", all_bad)
+    monkeypatch.setattr(predict, "read_study", all_bad)
     with pytest.raises(predict.TooManyFailedStudiesError, match="16 of 16 studies failed"):
         run_stage(get_stage("predict"), run_uri=run_copy, params=params)
     assert StageInput.open(run_copy, "predict").manifest.attempt == before, "nothing committed"
@@ -238,16 +240,19 @@ def test_the_bundle_holds_every_model_and_its_metadata(trained):
     run = trained[0]
     bundle, meta = open_bundle("", run)
     assert isinstance(meta, documents.BundleMetadata)
-    assert {meta.unet.file, meta.densenet.file, meta.prior} <= set(bundle.manifest.files)
+    assert {meta.unet.file, meta.localiser.file, meta.densenet.file, meta.prior} <= set(bundle.manifest.files)
     for family, model in meta.nnunet.items():
         assert f"{model.folder}/fold_0/checkpoint_final.pth" in bundle.manifest.files, family
-        assert 0.0 <= model.calibration.tau <= 1.5 and set(model.class_frequencies) == set(vocab.LEVELS)
+        assert set(model.class_frequencies) == set(vocab.LEVELS)
+    calibrated = StageInput.open(run, "calibrate").read_json("calibration.json")
+    assert {k: v.to_dict() for k, v in meta.calibration.items()} == calibrated["models"]
+    assert set(meta.calibration) == {"nnunet-spinal", "nnunet-foraminal", "densenet"}
+    assert all(0.0 <= c.tau <= 1.5 and c.readings > 0 for c in meta.calibration.values())
     ingest = StageInput.open(run, "ingest").manifest
     assert meta.training_data.studies == ingest.metrics["studies"] and meta.training_data.ingest_attempt == ingest.attempt
     assert meta.libraries["torch"] and meta.libraries["nnunetv2"] and meta.code_version
     assert meta.sources["nnunet-train"] == StageInput.open(run, "nnunet-train").manifest.attempt
-    assert set(meta.validation) >= {"vertebra-train", "nnunet-train", "densenet-train"}
-    assert meta.densenet_calibration.tau == StageInput.open(run, "densenet-train").manifest.metrics["tau"]
+    assert set(meta.validation) >= {"vertebra-train", "level-train", "nnunet-train", "densenet-train", "calibrate"}
 
 
 def test_rerun_skips_what_is_up_to_date_and_reruns_what_follows_a_rerun_stage(run_copy, phantom, capsys):
@@ -261,7 +266,7 @@ def test_rerun_skips_what_is_up_to_date_and_reruns_what_follows_a_rerun_stage(ru
     assert main([*args, "--dry-run"]) == 0
     would_run = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("run ")]
     # balance itself is up to date; what reads it, and what reads those, would rerun
-    assert would_run == ["nnunet-prepare", "nnunet-train", "densenet-train", "bundle", "predict", "score"]
+    assert would_run == ["nnunet-prepare", "nnunet-train", "densenet-train", "calibrate", "bundle", "predict", "score"]
     assert main(["run", "--data", str(phantom), "--run", run_copy, "--profile", "huge"]) == 2
     assert "unknown profile 'huge'" in capsys.readouterr().err
 
@@ -369,3 +374,35 @@ def test_a_submission_for_unlabelled_test_studies_with_a_copied_bundle(trained, 
     metrics = store.read_json(store.join(run, "score", "metrics.json"))
     assert "score" not in metrics and metrics["labelled_rows"] == 0
     assert "No labels for these studies" in store.read_text(store.join(run, "score", "report.html"))
+
+
+def test_the_localiser_learns_the_levels_from_the_training_labels(trained):
+    run = trained[0]
+    level = StageInput.open(run, "level-train").manifest.metrics
+    assert level["held_out_studies"] >= 5 and level["train_slices"] > 50
+    assert level["share_within_5mm"] >= 0.8 and level["share_right_level"] >= 0.9, level
+    held = StageInput.open(run, "calibrate").read_json("calibration.json")
+    assert set(held["localisation"]) == {"localiser", "unet"}, "both sources measured on the held-out studies"
+    assert held["studies"] and set(held["studies"]) <= set(StageInput.open(run, "ingest").params["studies"])
+    report = store.read_text(store.join(run, "score", "report.html"))
+    assert "Level checks per study" in report and "held-out studies (calibrate)" in report
+
+
+def test_a_broken_localiser_is_refused_by_level_qa_and_the_score_falls_back_to_the_prior(run_copy, monkeypatch):
+    import lumbar_core.models.localiser as localiser
+    from lumbar_core.stages import score
+
+    rng = np.random.default_rng(0)
+
+    def random_levels(model, config, volume, **kwargs):
+        corners = volume.geometry.pixel_to_world(np.array([0, volume.geometry.cols]), np.array([0, volume.geometry.rows]), 0)
+        low, high = corners.min(axis=0) - 20, corners.max(axis=0) + 20
+        return {lv: (rng.uniform(low, high), 1.0) for lv in vocab.LEVELS}
+
+    monkeypatch.setattr(localiser, "localise", random_levels)
+    run_stage(get_stage("predict"), run_uri=run_copy, params=predict.PredictParams(ingest_stage="ingest-validation"))
+    run_stage(get_stage("score"), run_uri=run_copy, params=score.ScoreParams(ingest_stage="ingest-validation"))
+    problems = StageInput.open(run_copy, "predict").read_table("problems.parquet")
+    assert problems["kind"].str.startswith("level QA").any()
+    metrics = store.read_json(store.join(run_copy, "score", "metrics.json"))
+    assert metrics["score"] == pytest.approx(metrics["prior"]["score"], rel=0.01), "refused levels: every reading falls back to the prior"

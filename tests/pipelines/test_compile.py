@@ -77,7 +77,9 @@ def test_gpu_settings_only_on_gpu_stages(compiled, name):
             assert not {"nodeSelector", "tolerations", "emptyDirMounts"} & set(k8s), executor
             assert spec["container"]["image"] == IMAGES.cpu
         assert resources["resourceCpuRequest"] and resources["resourceMemoryRequest"], executor
-    expected = {"predict"} if name == "inference" else {"vertebra-train", "vertebra-segment", "nnunet-train", "densenet-train", "predict"}
+    expected = {"predict"}
+    if name == "train":
+        expected |= {"vertebra-train", "vertebra-segment", "nnunet-train", "densenet-train", "level-train", "calibrate"}
     assert seen_gpu == expected
 
 
