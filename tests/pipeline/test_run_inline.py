@@ -379,7 +379,7 @@ def test_a_submission_for_unlabelled_test_studies_with_a_copied_bundle(trained, 
 def test_the_localiser_learns_the_levels_from_the_training_labels(trained):
     run = trained[0]
     level = StageInput.open(run, "level-train").manifest.metrics
-    assert level["held_out_studies"] >= 5 and level["train_slices"] > 50
+    assert level["held_out_studies"] >= 5 and level["train_stacks"] > 50
     assert level["share_within_5mm"] >= 0.8 and level["share_right_level"] >= 0.9, level
     held = StageInput.open(run, "calibrate").read_json("calibration.json")
     assert set(held["localisation"]) == {"localiser", "unet"}, "both sources measured on the held-out studies"
@@ -388,18 +388,18 @@ def test_the_localiser_learns_the_levels_from_the_training_labels(trained):
     assert "Level checks per study" in report and "held-out studies (calibrate)" in report
 
 
-def test_a_broken_localiser_is_refused_by_level_qa_and_the_score_falls_back_to_the_prior(run_copy, monkeypatch):
-    import lumbar_core.models.localiser as localiser
+def test_broken_levels_are_refused_by_level_qa_and_the_score_falls_back_to_the_prior(run_copy, monkeypatch):
+    import lumbar_core.prediction as prediction
     from lumbar_core.stages import score
 
     rng = np.random.default_rng(0)
 
-    def random_levels(model, config, volume, **kwargs):
+    def random_levels(models, volume, source, batch_size):  # a localiser (or U-Net) gone wrong: random points in view
         corners = volume.geometry.pixel_to_world(np.array([0, volume.geometry.cols]), np.array([0, volume.geometry.rows]), 0)
         low, high = corners.min(axis=0) - 20, corners.max(axis=0) + 20
-        return {lv: (rng.uniform(low, high), 1.0) for lv in vocab.LEVELS}
+        return {lv: rng.uniform(low, high) for lv in vocab.LEVELS}
 
-    monkeypatch.setattr(localiser, "localise", random_levels)
+    monkeypatch.setattr(prediction, "locate_levels", random_levels)
     run_stage(get_stage("predict"), run_uri=run_copy, params=predict.PredictParams(ingest_stage="ingest-validation"))
     run_stage(get_stage("score"), run_uri=run_copy, params=score.ScoreParams(ingest_stage="ingest-validation"))
     problems = StageInput.open(run_copy, "predict").read_table("problems.parquet")

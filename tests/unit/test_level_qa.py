@@ -53,10 +53,10 @@ def test_a_misplaced_level_is_refused_and_named(change, kind, kept):
 def test_series_that_disagree_lose_that_level():
     geometry = _stack()
     t1, t2 = _spine(), _spine()
-    t2["l2_l3"] = t2["l2_l3"] + np.array([0.0, 0.0, -20.0])
+    t2["l2_l3"] = t2["l2_l3"] + np.array([0.0, 0.0, -30.0])  # one series a level off
     result = check_study(3, [(geometry, t1), (geometry, t2)])
     assert "l2_l3" not in result.kept and len(result.kept) == 4
-    assert "series disagree by 20 mm" in result.problems[0]["message"]
+    assert "series disagree by 30 mm" in result.problems[0]["message"]
 
 
 def test_random_levels_are_refused():
