@@ -14,7 +14,7 @@ import numpy as np
 from lumbar_core import vocab
 from lumbar_core.ingested import Volume
 from lumbar_core.models.checkpoint import from_bytes, to_bytes
-from lumbar_core.models.unet import autocast, build_unet, device, pad_to_multiple
+from lumbar_core.models.unet import build_unet, device, forward
 from lumbar_core.sagittal import Canonical, canonical_of_stack, normalise, resample_slice
 
 LEVELS = vocab.LEVELS
@@ -51,17 +51,7 @@ def canonical_slices(volume: Volume, spacing_mm: float) -> tuple[Canonical, np.n
 
 def logits(model, slices: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
     """Per-level logit maps (n, levels, H, W) of normalised slices (n, H, W)."""
-    import torch
-
-    dev = next(model.parameters()).device
-    padded, (h, w) = pad_to_multiple(slices.astype(np.float32))
-    out = []
-    model.eval()
-    with torch.no_grad(), autocast(dev):
-        for start in range(0, len(padded), batch_size):
-            x = torch.from_numpy(padded[start : start + batch_size, None]).to(dev)
-            out.append(model(x).float()[..., :h, :w].cpu().numpy())
-    return np.concatenate(out)
+    return np.concatenate(list(forward(model, slices, batch_size=batch_size)))
 
 
 def _soft_peak(plane: np.ndarray, r: int, c: int, radius: int = 2) -> tuple[float, float]:

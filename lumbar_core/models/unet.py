@@ -54,20 +54,22 @@ def pad_to_multiple(batch: np.ndarray, multiple: int = 32) -> tuple[np.ndarray, 
     return np.pad(batch, ((0, 0), (0, ph), (0, pw))), (h, w)
 
 
-def predict(model, slices: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
-    """Class map (n, H, W) uint8 of normalised slices (n, H, W)."""
+def forward(model, slices: np.ndarray, *, batch_size: int = 16):
+    """Logits (batch, classes, H, W) of normalised slices (n, H, W), one batch at a time (a generator)."""
     import torch
 
     dev = next(model.parameters()).device
     padded, (h, w) = pad_to_multiple(slices.astype(np.float32))
-    labels = []
     model.eval()
     with torch.no_grad(), autocast(dev):
         for start in range(0, len(padded), batch_size):
             x = torch.from_numpy(padded[start : start + batch_size, None]).to(dev)
-            logits = model(x).float()[..., :h, :w]
-            labels.append(logits.argmax(dim=1).cpu().numpy().astype(np.uint8))
-    return np.concatenate(labels)
+            yield model(x).float()[..., :h, :w].cpu().numpy()
+
+
+def predict(model, slices: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
+    """Class map (n, H, W) uint8 of normalised slices (n, H, W)."""
+    return np.concatenate([logits.argmax(axis=1).astype(np.uint8) for logits in forward(model, slices, batch_size=batch_size)])
 
 
 def save_model(model, config: dict) -> bytes:
