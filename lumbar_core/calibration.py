@@ -52,6 +52,13 @@ def weighted_loss(probs: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sum(weights * -np.log(p)) / np.sum(weights))
 
 
+def _sample_losses(probs: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Each held-out sample's weighted log loss, scaled so that their mean is :func:`weighted_loss`."""
+    weights = np.asarray(vocab.SEVERITY_WEIGHTS)[truth]
+    p = np.clip(probs[np.arange(len(truth)), truth], 1e-15, 1)
+    return weights * -np.log(p) / weights.mean()
+
+
 def fit_tau(
     priors: np.ndarray,
     dists: np.ndarray,
@@ -66,22 +73,32 @@ def fit_tau(
 
     ``dists`` are the model's severity distributions and ``denominators`` what turns them into
     evidence (see :func:`evidence`). Every (tau, floor) of the grids is scored by the weighted log
-    loss after the (1, 2, 4) reweighting a submission gets; the best tau is shrunk toward 0 by
-    ``n / (n + pseudo_count)`` (a handful of held-out cases cannot earn a model full trust), and the
-    losses returned are those of each tau at the chosen floor. With no held-out case: (0, 0, {}).
+    loss after the (1, 2, 4) reweighting a submission gets. Of the taus at the best floor, the
+    smallest whose loss is within one standard error of the best one's is taken (the difference
+    counted sample by sample: a gain the held-out data cannot tell from noise earns no weight), and
+    shrunk toward 0 by ``n / (n + pseudo_count)`` (a handful of held-out cases cannot earn a model
+    full trust). The losses returned are those of each tau at the chosen floor. With no held-out
+    case: (0, 0, {}).
     """
     truth = np.asarray(truth, dtype=int)
     if len(truth) == 0:
         return 0.0, 0.0, {}
     w = np.asarray(vocab.SEVERITY_WEIGHTS)
-    table: dict[float, dict[str, float]] = {}
+    samples: dict[float, dict[float, np.ndarray]] = {}
     for floor in floors:
         ev = evidence(dists, denominators, floor)
-        table[floor] = {}
+        samples[floor] = {}
         for tau in grid:
             q = combine_with_prior(priors, ev, tau) * w
-            table[floor][f"{tau:.1f}"] = weighted_loss(q / q.sum(axis=1, keepdims=True), truth)
-    floor = min(table, key=lambda f: min(table[f].values()))
-    losses = table[floor]
-    best = float(min(losses, key=losses.get))
-    return round(best * len(truth) / (len(truth) + pseudo_count), 3), float(floor), losses
+            samples[floor][tau] = _sample_losses(q / q.sum(axis=1, keepdims=True), truth)
+    floor = min(samples, key=lambda f: min(x.mean() for x in samples[f].values()))
+    per_tau = samples[floor]
+    best = min(per_tau, key=lambda t: per_tau[t].mean())
+    chosen = best
+    for tau in sorted(t for t in per_tau if t < best):
+        difference = per_tau[tau] - per_tau[best]
+        if difference.mean() <= difference.std(ddof=1) / np.sqrt(len(truth)) if len(truth) > 1 else True:
+            chosen = tau
+            break
+    losses = {f"{tau:.1f}": float(x.mean()) for tau, x in per_tau.items()}
+    return round(float(chosen) * len(truth) / (len(truth) + pseudo_count), 3), float(floor), losses
