@@ -129,8 +129,8 @@ def test_training_resumes_from_its_checkpoint(phantom, tmp_path, monkeypatch):
     assert store.exists(store.join(run, "vertebra-train", "_work", "checkpoint.pt"))
     monkeypatch.setattr(vertebra_train, "evaluate", real)
     epochs_run = []
-    original = vertebra_train._augment
-    monkeypatch.setattr(vertebra_train, "_augment", lambda image, rng: epochs_run.append(1) or original(image, rng))
+    original = vertebra_train.intensity
+    monkeypatch.setattr(vertebra_train, "intensity", lambda image, rng: epochs_run.append(1) or original(image, rng))
     manifest = vertebra_train.run(spider_uri=str(spider), run_uri=run, params=params)
     history = StageInput.open(run, "vertebra-train").read_json("metrics.json")["history"]
     assert [h["epoch"] for h in history] == [1, 2] and manifest.metrics["epochs"] == 2
