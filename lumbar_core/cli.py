@@ -141,6 +141,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             pipeline=args.pipeline,
             models_uri=args.models,
             split=args.split,
+            runner="docker" if args.runner == "kfp-docker" else "subprocess",
+            images=_images(args) if args.runner == "kfp-docker" else None,
         )
     _print_metrics(metrics)
     print(f"report: {args.run}/score/report.html   submission: {args.run}/score/submission.csv")
@@ -271,9 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runner",
         default="kfp-local",
-        choices=["kfp-local", "inline"],
-        help="kfp-local: the compiled pipeline through kfp.local (default); inline: every stage in this process (debugging)",
+        choices=["kfp-local", "kfp-docker", "inline"],
+        help="kfp-local: the compiled pipeline through kfp.local, tasks as subprocesses (default); kfp-docker: each task in "
+        "its image (make images; data, run and S3 endpoint reachable from containers); inline: every stage in this process",
     )
+    p.add_argument("--registry", default=None, help="kfp-docker: image repository (default ghcr.io/lumbar-spine/lumbar)")
+    p.add_argument("--cpu-image", default=None, help="kfp-docker: image of the CPU stages (default REGISTRY:VERSION-cpu)")
+    p.add_argument("--gpu-image", default=None, help="kfp-docker: image of the GPU stages (default REGISTRY:VERSION-gpu)")
     p.add_argument("--pipeline", default="train", choices=["train", "inference"], help="train (default) or inference")
     p.add_argument("--models", default=None, help="inference: the model bundle (its URI, or a training run holding one)")
     p.add_argument("--split", default="test", help="inference: which split of the dataset to predict (default test)")
