@@ -39,9 +39,11 @@ def test_pinned_base_one_lock_two_targets_non_root():
     (base,) = re.findall(r"^ARG BASE=(\S+)", text, flags=re.M)
     assert ":" in base and not base.endswith(":latest")
     stages = _stages(text)
-    assert list(stages) == ["builder", "runtime", "cpu", "gpu"]
+    assert list(stages) == ["builder", "package", "runtime", "cpu", "gpu"]
     assert "-r requirements.lock" in stages["builder"]
-    assert "requirements.lock" not in stages["runtime"] and "COPY --from=builder /opt/venv /opt/venv" in stages["runtime"]
+    runtime = stages["runtime"]
+    assert "requirements.lock" not in runtime and "COPY --from=builder /opt/venv /opt/venv" in runtime
+    assert runtime.index("/opt/venv /opt/venv") < runtime.index("ARG VERSION"), "a new version reuses the venv's layers"
     users = re.findall(r"^USER (\S+)", stages["runtime"], flags=re.M)
     assert users and users[-1] not in ("root", "0")
     assert not re.search(r"^USER", stages["cpu"] + stages["gpu"], flags=re.M), "the targets keep the runtime's user"
@@ -52,7 +54,7 @@ def test_pinned_base_one_lock_two_targets_non_root():
 def test_build_time_package_sources_stay_in_the_builder():
     stages = _stages(DOCKERFILE.read_text())
     for key in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "/wheels"):
-        assert key in stages["builder"]
+        assert key in stages["builder"] and key not in stages["package"]
         assert key not in stages["runtime"] + stages["cpu"] + stages["gpu"], key
 
 

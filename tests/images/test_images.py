@@ -110,7 +110,8 @@ def test_stages_run_offline_on_a_read_only_root(built, phantom, tmp_path):
     train = ["lumbar", "stage", "vertebra-train", "--spider", "/data/spider", "--run", "/run/r", "--epochs", "1", "--crop", "64"]
     out = docker(*common, *mounts, IMAGES.gpu, *train)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert store.exists(str(run / "r" / "vertebra-train" / "model.pt"))
+    trained = StageInput.open(str(run / "r"), "vertebra-train")
+    assert trained.manifest.metrics["epochs"] == 1 and any(name.endswith(".pt") for name in trained.manifest.files)
 
 
 def _bridge_address() -> str:
