@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
+from lumbar_core.ingested import load_volume
 from lumbar_core.stages.ingest import IngestParams, run
 from lumbar_core.synthetic import generate, get_profile
 
 REAL_FILES = 147_000
+CODECS = [("zstd", 1), ("lz4", 1), ("deflate", 1), ("none", 0)]
 
 
 def naive(root: Path) -> int:
@@ -49,26 +51,33 @@ def main() -> None:
             generate(root, studies=args.studies, profile=get_profile("realistic").with_overrides({"spider_cases": "0"}), seed=1)
             print(f"generated {args.studies} realistic studies in {time.perf_counter() - t0:.1f} s")
         files = len(list((root / "train_images").glob("*/*/*.dcm")))
-        run(data_uri=str(root), run_uri=str(Path(tmp) / "warm-up"), params=IngestParams(workers=1, compression=0))  # imports, file cache
+        run(data_uri=str(root), run_uri=str(Path(tmp) / "warm-up"), params=IngestParams(workers=1, codec="none", compression=0))
         t0 = time.perf_counter()
         naive(root)
         naive_s = time.perf_counter() - t0
-        rates = {}
-        for level in (1, 0):
+        results = {}
+        for codec, level in CODECS:
+            out = Path(tmp) / f"run-{codec}"
             t0 = time.perf_counter()
-            run(data_uri=str(root), run_uri=str(Path(tmp) / f"run{level}"), params=IngestParams(workers=1, compression=level))
-            rates[level] = files / (time.perf_counter() - t0)
+            run(data_uri=str(root), run_uri=str(out), params=IngestParams(workers=1, codec=codec, compression=level))
+            seconds = time.perf_counter() - t0
+            volumes = sorted(out.glob("ingest/attempt-*/volumes/*/*.npz"))
+            t0 = time.perf_counter()
+            voxels = sum(load_volume(p.read_bytes()).pixels.size for p in volumes)
+            read_s = time.perf_counter() - t0
+            stored = sum(p.stat().st_size for p in volumes)
+            results[(codec, level)] = (files / seconds, voxels * 2 / 1e6 / seconds, stored / voxels, read_s / len(volumes) * 1e3)
     naive_rate = files / naive_s
     print(f"files: {files}")
-    print(f"naive read-then-sort          : {naive_rate:8.1f} files/s/core (reads and sorts only)")
-    for level, rate in rates.items():
-        what = "deflate level 1 (default)" if level else "stored, no compression"
-        print(f"ingest, volumes {what:<26}: {rate:8.1f} files/s/core, ratio to naive {rate / naive_rate:.2f}")
-    for level, rate in rates.items():
-        minutes = REAL_FILES / rate / 60
+    print(f"naive read-then-sort      : {naive_rate:7.1f} files/s/core (reads and sorts only)")
+    for (codec, level), (rate, mbs, bpv, read_ms) in results.items():
         print(
-            f"real dataset ({REAL_FILES} files), compression {level}: about {minutes:.0f} core-minutes, {minutes / 16:.1f} min on 16 cores"
+            f"ingest, {codec:>7} level {level}: {rate:7.1f} files/s/core ({rate / naive_rate:.2f}x naive), {mbs:6.1f} MB/s of pixels, "
+            f"{bpv:.2f} bytes/voxel, read back {read_ms:.1f} ms/volume"
         )
+    for (codec, _level), (rate, *_rest) in results.items():
+        minutes = REAL_FILES / rate / 60
+        print(f"real dataset ({REAL_FILES} files), {codec}: about {minutes:.0f} core-minutes, {minutes / 16:.1f} min on 16 cores")
 
 
 if __name__ == "__main__":

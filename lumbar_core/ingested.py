@@ -38,26 +38,73 @@ class Volume:
     affine: np.ndarray
 
 
-def save_volume(arrays: dict[str, np.ndarray], *, level: int = 1) -> bytes:
-    """An ``.npz`` file's bytes, deflated at ``level`` (1: about as small as numpy's default, 3x faster; 0: stored)."""
+# Codecs of the volume files: blosc2's zstd or lz4 after a bit shuffle (several times faster than deflate
+# and smaller on MR pixels), zip's deflate, or none.
+CODECS = ("zstd", "lz4", "deflate", "none")
+_BLOSC = {"zstd": "ZSTD", "lz4": "LZ4"}
+
+
+def check_codec(codec: str, level: int) -> None:
+    """Refuse an unknown codec or a level outside 0-9, naming the parameter."""
+    if codec not in CODECS:
+        raise ValueError(f"codec {codec!r} is not one of {', '.join(CODECS)}")
+    if not 0 <= int(level) <= 9:
+        raise ValueError(f"compression level {level} is outside 0-9 (0: fastest; 1: the default)")
+
+
+def save_volume(arrays: dict[str, np.ndarray], *, codec: str = "zstd", level: int = 1) -> bytes:
+    """A volume file's bytes: a zip of named arrays.
+
+    With ``zstd`` or ``lz4`` each array is a blosc2 frame (``NAME.b2``: bit shuffle, then the codec at
+    ``level``) stored in the zip; with ``deflate`` or ``none`` each is an ``.npy`` member, deflated at
+    ``level`` or stored (the files numpy's ``np.load`` reads). :func:`load_arrays` reads every form.
+    """
+    check_codec(codec, level)
     buffer = io.BytesIO()
-    method = zipfile.ZIP_DEFLATED if level > 0 else zipfile.ZIP_STORED
-    with zipfile.ZipFile(buffer, "w", method, compresslevel=level if level > 0 else None) as archive:
+    deflate = codec == "deflate" and level > 0
+    method = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+    with zipfile.ZipFile(buffer, "w", method, compresslevel=level if deflate else None) as archive:
         for name, array in arrays.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as fh:
-                np.lib.format.write_array(fh, np.asarray(array), allow_pickle=False)
+            array = np.ascontiguousarray(array)
+            if codec in _BLOSC:
+                import blosc2
+
+                cparams = {"codec": getattr(blosc2.Codec, _BLOSC[codec]), "clevel": level, "nthreads": 1}
+                cparams["filters"] = [blosc2.Filter.BITSHUFFLE]
+                archive.writestr(f"{name}.b2", blosc2.pack_tensor(array, cparams=cparams))
+            else:
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, array, allow_pickle=False)
     return buffer.getvalue()
+
+
+def load_arrays(data: bytes) -> dict[str, np.ndarray]:
+    """Every array of a volume file written by :func:`save_volume` (any codec) or ``np.savez``."""
+    arrays = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for member in archive.namelist():
+            name, _, kind = member.rpartition(".")
+            if kind == "b2":
+                import blosc2
+
+                arrays[name] = blosc2.unpack_tensor(archive.read(member))
+            elif kind == "npy":
+                with archive.open(member) as fh:
+                    arrays[name] = np.lib.format.read_array(fh, allow_pickle=False)
+            else:
+                raise ValueError(f"volume file member {member!r} is neither .npy nor .b2")
+    return arrays
 
 
 def load_volume(data: bytes) -> Volume:
     """Parse a ``volumes/*.npz`` file written by ingest."""
-    with np.load(io.BytesIO(data)) as z:
-        spacing = z["pixel_spacing"]
-        pixels = z["pixels"]
-        geometry = StackGeometry(
-            z["ipp"], z["row_dir"], z["col_dir"], float(spacing[0]), float(spacing[1]), int(pixels.shape[1]), int(pixels.shape[2])
-        )
-        return Volume(pixels, geometry, z["instance_numbers"], z["affine"])
+    z = load_arrays(data)
+    spacing = z["pixel_spacing"]
+    pixels = z["pixels"]
+    geometry = StackGeometry(
+        z["ipp"], z["row_dir"], z["col_dir"], float(spacing[0]), float(spacing[1]), int(pixels.shape[1]), int(pixels.shape[2])
+    )
+    return Volume(pixels, geometry, z["instance_numbers"], z["affine"])
 
 
 class IngestedData:

@@ -146,7 +146,9 @@ def run(*, run_uri: str, params: DiscLabelParams) -> Manifest:
                 side = vocab.CONDITION_SIDE[condition] or "mid"
                 case_id = f"{study}_{series}_{stack}_{k}_{side}"
                 rel = f"cases/{family}/{case_id}.npz"
-                out.write_bytes(rel, save_volume({"image": image, "label": label, "spacing": np.array([params.spacing_mm] * 2)}))
+                out.write_bytes(
+                    rel, save_volume({"image": image, "label": label, "spacing": np.array([params.spacing_mm] * 2)}, codec="deflate")
+                )
                 cases.append(
                     {
                         "case_id": case_id,

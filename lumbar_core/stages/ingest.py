@@ -37,7 +37,7 @@ from lumbar_core import labels as labels_mod
 from lumbar_core import settings, store, vocab
 from lumbar_core.dicom import DicomReadError, SliceRecord, group_stacks, orientation_name, read_slice
 from lumbar_core.errors import UserError
-from lumbar_core.ingested import PROBLEM_COLUMNS, TABLES, save_volume
+from lumbar_core.ingested import PROBLEM_COLUMNS, TABLES, check_codec, save_volume
 from lumbar_core.manifest import FileEntry, Manifest, StageInput, StageOutput, shard_stage
 from lumbar_core.params import Params
 
@@ -54,7 +54,8 @@ class IngestParams(Params):
         shard_index: this shard's number, 0-based.
         shard_count: shards in all; studies (sorted) are dealt round-robin to shards.
         studies: only these study ids (empty = all).
-        compression: deflate level of the volume files, 0 (stored, fastest) to 9.
+        codec: how volume files are compressed: lz4 (default) or zstd (blosc2, bit-shuffled), deflate, none.
+        compression: the codec's level, 0 (fastest) to 9.
         name: the stage name to write (e.g. ``ingest-validation`` for a second set of studies in one run).
     """
 
@@ -63,6 +64,7 @@ class IngestParams(Params):
     shard_index: int = 0
     shard_count: int = 1
     studies: tuple[int, ...] = ()
+    codec: str = "lz4"
     compression: int = 1
     name: str = STAGE
 
@@ -75,6 +77,7 @@ class _StudyTask:
     series: dict[int, list[str]]
     descriptions: dict[int, str | None]
     out_root: str
+    codec: str
     compression: int
 
 
@@ -150,6 +153,7 @@ def ingest_study(task: _StudyTask) -> tuple[list[dict], list[dict], list[dict], 
                     "instance_numbers": np.array(stack.instance_numbers),
                     "affine": stack.affine(),
                 },
+                codec=task.codec,
                 level=task.compression,
             )
             store.write_bytes(store.join(task.out_root, rel), data)
@@ -258,6 +262,10 @@ def run(*, data_uri: str, run_uri: str, params: IngestParams) -> Manifest:
     """Ingest one split (or one shard of it) of a dataset root into ``{run}/ingest``."""
     if params.split not in ("train", "test"):
         raise UserError(f"split must be 'train' or 'test', got {params.split!r}")
+    try:
+        check_codec(params.codec, params.compression)
+    except ValueError as err:
+        raise UserError(f"ingest: {err}") from None
     stage = shard_stage(params.name, params.shard_index, params.shard_count)
     images = _list_images(data_uri, params.split)
     if not images:
@@ -283,6 +291,7 @@ def run(*, data_uri: str, run_uri: str, params: IngestParams) -> Manifest:
             {k: sorted(v) for k, v in images[study].items()},
             {series: descriptions.get((study, series)) for series in images[study]},
             out.root,
+            params.codec,
             params.compression,
         )
         for study in studies
