@@ -11,6 +11,7 @@ import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 
+import blosc2
 import numpy as np
 import pandas as pd
 
@@ -41,7 +42,7 @@ class Volume:
 # Codecs of the volume files: blosc2's zstd or lz4 after a bit shuffle (several times faster than deflate
 # and smaller on MR pixels), zip's deflate, or none.
 CODECS = ("zstd", "lz4", "deflate", "none")
-_BLOSC = {"zstd": "ZSTD", "lz4": "LZ4"}
+_BLOSC = {"zstd": blosc2.Codec.ZSTD, "lz4": blosc2.Codec.LZ4}
 
 
 def check_codec(codec: str, level: int) -> None:
@@ -52,7 +53,7 @@ def check_codec(codec: str, level: int) -> None:
         raise ValueError(f"compression level {level} is outside 0-9 (0: fastest; 1: the default)")
 
 
-def save_volume(arrays: dict[str, np.ndarray], *, codec: str = "zstd", level: int = 1) -> bytes:
+def save_volume(arrays: dict[str, np.ndarray], *, codec: str = "deflate", level: int = 1) -> bytes:
     """A volume file's bytes: a zip of named arrays.
 
     With ``zstd`` or ``lz4`` each array is a blosc2 frame (``NAME.b2``: bit shuffle, then the codec at
@@ -67,10 +68,7 @@ def save_volume(arrays: dict[str, np.ndarray], *, codec: str = "zstd", level: in
         for name, array in arrays.items():
             array = np.ascontiguousarray(array)
             if codec in _BLOSC:
-                import blosc2
-
-                cparams = {"codec": getattr(blosc2.Codec, _BLOSC[codec]), "clevel": level, "nthreads": 1}
-                cparams["filters"] = [blosc2.Filter.BITSHUFFLE]
+                cparams = {"codec": _BLOSC[codec], "clevel": level, "nthreads": 1, "filters": [blosc2.Filter.BITSHUFFLE]}
                 archive.writestr(f"{name}.b2", blosc2.pack_tensor(array, cparams=cparams))
             else:
                 with archive.open(f"{name}.npy", "w", force_zip64=True) as fh:
@@ -85,8 +83,6 @@ def load_arrays(data: bytes) -> dict[str, np.ndarray]:
         for member in archive.namelist():
             name, _, kind = member.rpartition(".")
             if kind == "b2":
-                import blosc2
-
                 arrays[name] = blosc2.unpack_tensor(archive.read(member))
             elif kind == "npy":
                 with archive.open(member) as fh:

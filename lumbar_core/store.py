@@ -355,6 +355,13 @@ def download_prefix(prefix_uri: str, local_dir: str | os.PathLike) -> Path:
     return dest
 
 
+def upload_prefix(local_dir: str | os.PathLike, prefix_uri: str) -> None:
+    """Copy every file below a local folder to a prefix, keeping relative paths (the inverse of :func:`download_prefix`)."""
+    root = Path(local_dir)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        upload(path, join(prefix_uri, path.relative_to(root).as_posix()))
+
+
 @contextlib.contextmanager
 def local_file(uri: str) -> Iterator[Path]:
     """A local path holding the object's content: the file itself when local, else a temporary copy."""

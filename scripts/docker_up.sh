@@ -11,7 +11,7 @@ fi
 if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
   echo "installing docker.io and debootstrap"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io debootstrap >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null
 fi
 LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 nohup dockerd --mtu="$MTU" --storage-driver=overlay2 >"$LOG" 2>&1 &

@@ -21,7 +21,6 @@ case, condition, level, severity, class, pixels) and ``overlay.png``.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +29,7 @@ from tqdm import tqdm
 
 from lumbar_core import vocab
 from lumbar_core.classes import FAMILIES, class_of
-from lumbar_core.ingested import IngestedData, save_volume
+from lumbar_core.ingested import IngestedData, load_arrays, save_volume
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.params import Params
 from lumbar_core.plots import figure, png_bytes
@@ -63,8 +62,7 @@ def _mask_volume(segment: StageInput, study: int, series: int, stack: int) -> np
     path = f"masks/{study}/{series}_{stack}.npz"
     if path not in segment.manifest.files:
         return None
-    with np.load(io.BytesIO(segment.read_bytes(path))) as z:
-        return z["mask"]
+    return load_arrays(segment.read_bytes(path))["mask"]
 
 
 def label_slice(
@@ -146,9 +144,7 @@ def run(*, run_uri: str, params: DiscLabelParams) -> Manifest:
                 side = vocab.CONDITION_SIDE[condition] or "mid"
                 case_id = f"{study}_{series}_{stack}_{k}_{side}"
                 rel = f"cases/{family}/{case_id}.npz"
-                out.write_bytes(
-                    rel, save_volume({"image": image, "label": label, "spacing": np.array([params.spacing_mm] * 2)}, codec="deflate")
-                )
+                out.write_bytes(rel, save_volume({"image": image, "label": label, "spacing": np.array([params.spacing_mm] * 2)}))
                 cases.append(
                     {
                         "case_id": case_id,

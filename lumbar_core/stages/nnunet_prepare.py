@@ -17,18 +17,16 @@ plans, images, patch and batch size, features, case multiplicities).
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from lumbar_core.classes import FAMILIES
 from lumbar_core.documents import PreparedDataset, PreparedDatasets
-from lumbar_core.ingested import IngestedData
+from lumbar_core.ingested import IngestedData, load_arrays
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.nnunet.dataset import dataset_name, nnunet_env, splits, write_raw_dataset
 from lumbar_core.params import Params
@@ -75,8 +73,8 @@ def customise_plans(plans_file: Path, *, base_features: int, batch_size: int) ->
 
 def _cases(disc: StageInput, cases: pd.DataFrame):
     for row in cases.itertuples():
-        with np.load(io.BytesIO(disc.read_bytes(row.path))) as z:
-            yield row.case_id, z["image"], z["label"], float(z["spacing"][0])
+        z = load_arrays(disc.read_bytes(row.path))
+        yield row.case_id, z["image"], z["label"], float(z["spacing"][0])
 
 
 def run(*, run_uri: str, params: NnunetPrepareParams) -> Manifest:

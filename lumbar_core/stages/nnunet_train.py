@@ -26,6 +26,7 @@ from pathlib import Path
 from lumbar_core import settings, store
 from lumbar_core.calibration import level_frequencies
 from lumbar_core.documents import FamilyTraining, NnunetTraining, PreparedDataset, PreparedDatasets
+from lumbar_core.ingested import load_arrays
 from lumbar_core.manifest import Manifest, StageInput, StageOutput, stage_uri
 from lumbar_core.nnunet.dataset import label_names, nnunet_env
 from lumbar_core.params import Params
@@ -142,8 +143,6 @@ def _fit_tau(trainer, splits_file: Path, run_uri: str, frequencies: dict) -> tup
     training frequencies (``frequencies``): the softmax of a model trained on those frequencies is a
     posterior, and dividing them out leaves the likelihood ratio.
     """
-    import io
-
     import numpy as np
 
     from lumbar_core.calibration import fit_tau
@@ -159,8 +158,8 @@ def _fit_tau(trainer, splits_file: Path, run_uri: str, frequencies: dict) -> tup
     predictor = load_predictor(Path(trainer.output_folder_base))
     priors, dists, denominators, truth = [], [], [], []
     for case_id in val_cases:
-        with np.load(io.BytesIO(disc.read_bytes(cases.loc[case_id, "path"]))) as z:
-            image, label, spacing = z["image"], z["label"], float(z["spacing"][0])
+        z = load_arrays(disc.read_bytes(cases.loc[case_id, "path"]))
+        image, label, spacing = z["image"], z["label"], float(z["spacing"][0])
         probs = predict_slice(predictor, image, spacing)
         for row in regions[regions["case_id"] == case_id].itertuples():
             rows, cols = np.nonzero(label == row.cls)

@@ -141,7 +141,7 @@ def run(*, run_uri: str, params: VertebraSegmentParams) -> Manifest:
         for stack in sagittal[sagittal["study_id"] == study].itertuples():
             volume = data.volume(study, stack.series_id, stack.stack)
             mask = segment_stack(model, volume, config["spacing_mm"], params.batch_size)
-            out.write_bytes(f"masks/{study}/{stack.series_id}_{stack.stack}.npz", save_volume({"mask": mask}, codec="deflate"))
+            out.write_bytes(f"masks/{study}/{stack.series_id}_{stack.stack}.npz", save_volume({"mask": mask}))
             vertebrae = check_order(vertebra_centres(mask, volume, params.min_voxels))
             centres = level_centres(mask, volume, vertebrae)
             per_series.append(centres)

@@ -155,9 +155,7 @@ def docker_run(built, phantom, bridge_s3, tmp_path_factory):
 
     boto3.client("s3", endpoint_url=bridge_s3).create_bucket(Bucket="docker")
     data = "s3://docker/data"
-    for path in sorted(Path(phantom).rglob("*")):
-        if path.is_file():
-            store.upload(path, store.join(data, path.relative_to(phantom).as_posix()))
+    store.upload_prefix(phantom, data)
     run = "s3://docker/runs/r1"
     root = tmp_path_factory.mktemp("kfp-docker-root")
     sets = [x for k, v in SHORT.items() for x in ("--set", f"{k}={v}")]

@@ -74,9 +74,7 @@ def test_tiny_pipeline_on_kind(phantom, monkeypatch):
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", _secret("accesskey"))
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", _secret("secretkey"))
         data = "s3://mlpipeline/lumbar/data/phantom"
-        for path in sorted(Path(phantom).rglob("*")):
-            if path.is_file():
-                store.upload(path, store.join(data, path.relative_to(phantom).as_posix()))
+        store.upload_prefix(phantom, data)
         short = '{"vertebra-train.epochs": "3", "nnunet-train.epochs": "2", "nnunet-train.iterations": "5", "densenet-train.epochs": "2"}'
         args = ["--arg", f"data_uri={data}", "--arg", f"run_uri={run}", "--arg", "profile=tiny", "--arg", f"overrides={short}"]
         assert main(["submit", "--host", api, *args, "--wait", "--timeout", "5400", "--poll", "15"]) == 0

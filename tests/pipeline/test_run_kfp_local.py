@@ -35,9 +35,7 @@ def kfp_run(phantom, s3_server, tmp_path_factory):
     bucket = "kfp-local"
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
     data = f"s3://{bucket}/data"
-    for path in sorted(Path(phantom).rglob("*")):
-        if path.is_file():
-            store.upload(path, store.join(data, path.relative_to(phantom).as_posix()))
+    store.upload_prefix(phantom, data)
     run = f"s3://{bucket}/runs/r1"
     root = tmp_path_factory.mktemp("kfp-root")
     sets = [x for k, v in SHORT.items() for x in ("--set", f"{k}={v}")]

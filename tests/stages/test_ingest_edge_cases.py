@@ -142,8 +142,7 @@ def test_shards_merge_to_the_same_result(phantom, ingested, tmp_path):
 def test_ingest_from_and_to_s3(phantom, s3_bucket, tmp_path):
     local = tmp_path / "mini"
     studies, _ = _copy_studies(phantom, local, 2)
-    for path in sorted(p for p in local.rglob("*") if p.is_file()):
-        store.upload(path, store.join(s3_bucket, "data", path.relative_to(local).as_posix()))
+    store.upload_prefix(local, store.join(s3_bucket, "data"))
     out = store.join(s3_bucket, "runs", "r1")
     manifest = run(data_uri=store.join(s3_bucket, "data"), run_uri=out, params=IngestParams(workers=2))
     assert manifest.metrics["studies"] == 2
