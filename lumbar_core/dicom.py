@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lumbar_core.dicom_header import Header, scan
 from lumbar_core.geometry import Plane, unit
 
 ORIENTATION_DECIMALS = 2  # IOP rounded to this many decimals groups slices into stacks (about 0.6 degrees)
@@ -36,7 +37,7 @@ class DicomReadError(ValueError):
 
 @dataclass
 class SliceRecord:
-    """One image: its instance number, placement and pixels (rows, cols)."""
+    """One image: its instance number, placement and pixels (rows, cols); ``note`` says what was converted."""
 
     instance: int
     plane: Plane
@@ -44,16 +45,84 @@ class SliceRecord:
     thickness: float | None
     description: str
     source: str
+    note: str = ""
+
+
+GEOMETRY_TOLERANCE = 0.05  # ImageOrientationPatient's rows must be unit vectors and orthogonal to this
 
 
 def read_slice(data: bytes, source: str) -> SliceRecord:
-    """Parse one DICOM file's bytes.
+    """Parse one DICOM file's bytes (:func:`lumbar_core.dicom_header.scan`, else pydicom).
+
+    MONOCHROME1 pixels are inverted to MONOCHROME2 (``note`` says so).
 
     Raises:
-        DicomReadError: truncated or non-DICOM bytes (``unreadable``), no pixel data (``not an
-            image``), or no ImagePositionPatient / ImageOrientationPatient / PixelSpacing
-            (``missing geometry``).
+        DicomReadError: truncated or non-DICOM bytes or undecodable pixels (``unreadable``), no
+            pixel data (``not an image``), no ImagePositionPatient / ImageOrientationPatient /
+            PixelSpacing (``missing geometry``), orientation or spacing that place no plane (``bad
+            geometry``), colour (``not greyscale``) or several frames (``multi-frame``).
     """
+    header = scan(data) or _read_with_pydicom(data, source)
+    if not header.has_pixels or header.rows is None or header.cols is None:
+        if header.sop_class in _IMAGE_SOP_CLASSES or header.rows is not None:
+            raise DicomReadError("unreadable", f"{source}: image file without (complete) pixel data: truncated?")
+        raise DicomReadError("not an image", f"{source}: DICOM without pixel data (SOP class {header.sop_class or '?'})")
+    names = {"ipp": "ImagePositionPatient", "iop": "ImageOrientationPatient", "spacing": "PixelSpacing"}
+    missing = [tag for attr, tag in names.items() if getattr(header, attr) is None]
+    if missing:
+        raise DicomReadError("missing geometry", f"{source}: no {', '.join(missing)}")
+    _check_geometry(header, source)
+    if header.samples != 1 or header.photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise DicomReadError(
+            "not greyscale",
+            f"{source}: {header.photometric or 'no PhotometricInterpretation'} with {header.samples} samples per pixel; "
+            "only greyscale (MONOCHROME1/2) images are used",
+        )
+    if header.frames != 1:
+        raise DicomReadError("multi-frame", f"{source}: {header.frames} frames in one file; only single-frame images are read")
+    try:
+        pixels = header.pixels()
+    except Exception as exc:  # pydicom's decoders raise many types for damaged pixel data
+        raise DicomReadError("unreadable", f"{source}: pixel data cannot be decoded ({type(exc).__name__}: {exc})") from None
+    if pixels.shape != (header.rows, header.cols):
+        raise DicomReadError("unreadable", f"{source}: pixels of shape {pixels.shape}, not Rows x Columns {header.rows} x {header.cols}")
+    note = ""
+    if header.photometric == "MONOCHROME1":
+        pixels = _invert(pixels, header.bits_stored)
+        note = "MONOCHROME1 inverted to MONOCHROME2"
+    iop = np.asarray(header.iop, dtype=float)
+    plane = Plane(
+        np.asarray(header.ipp, dtype=float), unit(iop[:3]), unit(iop[3:]), header.spacing[0], header.spacing[1], header.rows, header.cols
+    )
+    instance = header.instance if header.instance is not None else -1
+    return SliceRecord(instance, plane, pixels, header.thickness, header.description, source, note)
+
+
+def _check_geometry(header: Header, source: str) -> None:
+    """Refuse an orientation or spacing that places no plane (zeros, NaN, non-orthogonal rows)."""
+    ipp, iop, spacing = (np.asarray(v, dtype=float) for v in (header.ipp, header.iop, header.spacing))
+    if ipp.shape != (3,) or iop.shape != (6,) or spacing.shape != (2,):
+        counts = f"{ipp.size}/{iop.size}/{spacing.size}"
+        message = f"{source}: ImagePositionPatient/ImageOrientationPatient/PixelSpacing need 3/6/2 values, got {counts}"
+        raise DicomReadError("bad geometry", message)
+    if not (np.isfinite(ipp).all() and np.isfinite(iop).all() and np.isfinite(spacing).all()) or (spacing <= 0).any():
+        raise DicomReadError("bad geometry", f"{source}: non-finite position/orientation or non-positive PixelSpacing {spacing.tolist()}")
+    row, col = iop[:3], iop[3:]
+    off = max(abs(np.linalg.norm(row) - 1), abs(np.linalg.norm(col) - 1), abs(row @ col))
+    if off > GEOMETRY_TOLERANCE:
+        raise DicomReadError("bad geometry", f"{source}: ImageOrientationPatient {iop.tolist()} is not two orthogonal unit vectors")
+
+
+def _invert(pixels: np.ndarray, bits_stored: int | None) -> np.ndarray:
+    """MONOCHROME1 to MONOCHROME2 within the stored range (unsigned: max - p; signed: -1 - p)."""
+    if pixels.dtype.kind == "i":
+        return (-1 - pixels).astype(pixels.dtype)
+    top = (1 << (bits_stored or pixels.dtype.itemsize * 8)) - 1
+    return (top - pixels.astype(np.int64)).clip(0, None).astype(pixels.dtype)
+
+
+def _read_with_pydicom(data: bytes, source: str) -> Header:
+    """The header of a file :func:`scan` does not handle, read with pydicom."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -61,46 +130,47 @@ def read_slice(data: bytes, source: str) -> SliceRecord:
         ds = pydicom.dcmread(io.BytesIO(data))
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
         raise DicomReadError("unreadable", f"{source}: not a readable DICOM file ({type(exc).__name__}: {exc})") from None
-    if "PixelData" not in ds or "Rows" not in ds or "Columns" not in ds:
-        sop = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
-        if sop in _IMAGE_SOP_CLASSES or "Rows" in ds:
-            raise DicomReadError("unreadable", f"{source}: image file without (complete) pixel data: truncated?")
-        raise DicomReadError("not an image", f"{source}: DICOM without pixel data (SOP class {sop or '?'})")
-    missing = [tag for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing") if tag not in ds]
-    if missing:
-        raise DicomReadError("missing geometry", f"{source}: no {', '.join(missing)}")
     try:
-        pixels = _pixels(ds)
-    except Exception as exc:
-        raise DicomReadError("unreadable", f"{source}: pixel data cannot be decoded ({type(exc).__name__}: {exc})") from None
-    iop = np.array([float(v) for v in ds.ImageOrientationPatient])
-    spacing = [float(v) for v in ds.PixelSpacing]
-    plane = Plane(
-        np.array([float(v) for v in ds.ImagePositionPatient]),
-        unit(iop[:3]),
-        unit(iop[3:]),
-        spacing[0],
-        spacing[1],
-        int(ds.Rows),
-        int(ds.Columns),
+        return _header_of(ds)
+    except (ValueError, TypeError) as exc:
+        raise DicomReadError("unreadable", f"{source}: an attribute cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def _header_of(ds) -> Header:
+    from pydicom.multival import MultiValue
+
+    def number(keyword: str, kind: type):
+        value = ds.get(keyword)
+        return None if value in (None, "") else kind(value)
+
+    def numbers(keyword: str) -> list[float] | None:
+        value = ds.get(keyword)
+        if value in (None, ""):
+            return None
+        return [float(v) for v in (value if isinstance(value, (MultiValue, list, tuple)) else [value])]
+
+    has_pixels = "PixelData" in ds
+    header = Header(
+        sop_class=str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", "")),
+        description=str(ds.get("SeriesDescription", "")),
+        rows=number("Rows", int),
+        cols=number("Columns", int),
+        ipp=numbers("ImagePositionPatient"),
+        iop=numbers("ImageOrientationPatient"),
+        spacing=numbers("PixelSpacing"),
+        thickness=number("SliceThickness", float),
+        instance=number("InstanceNumber", int),
+        samples=number("SamplesPerPixel", int) or 1,
+        photometric=str(ds.get("PhotometricInterpretation", "")).strip(),
+        frames=number("NumberOfFrames", int) or 1,
+        bits_allocated=number("BitsAllocated", int),
+        bits_stored=number("BitsStored", int),
+        pixel_representation=number("PixelRepresentation", int) or 0,
+        has_pixels=has_pixels,
     )
-    thickness = float(ds.SliceThickness) if ds.get("SliceThickness") not in (None, "") else None
-    instance = int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else -1
-    return SliceRecord(instance, plane, pixels, thickness, str(ds.get("SeriesDescription", "")), source)
-
-
-def _pixels(ds) -> np.ndarray:
-    """Pixels as (rows, cols); uncompressed 16-bit data is read straight from the buffer."""
-    if (
-        ds.file_meta.TransferSyntaxUID.is_little_endian
-        and not ds.file_meta.TransferSyntaxUID.is_compressed
-        and int(ds.BitsAllocated) == 16
-        and int(ds.get("SamplesPerPixel", 1)) == 1
-    ):
-        dtype = "<i2" if int(ds.PixelRepresentation) == 1 else "<u2"
-        count = int(ds.Rows) * int(ds.Columns)
-        return np.frombuffer(ds.PixelData, dtype=dtype, count=count).reshape(int(ds.Rows), int(ds.Columns))
-    return np.asarray(ds.pixel_array)
+    if has_pixels:
+        header.pixels = lambda: np.asarray(ds.pixel_array)
+    return header
 
 
 @dataclass

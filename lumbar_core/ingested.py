@@ -53,12 +53,17 @@ def check_codec(codec: str, level: int) -> None:
         raise ValueError(f"compression level {level} is outside 0-9 (0: fastest; 1: the default)")
 
 
+_SMALL = 4096  # arrays of fewer bytes are stored as plain .npy members (compressing them costs more than it saves)
+_CHUNK_LIMIT = 1 << 30  # one blosc2 chunk holds under 2 GiB; larger arrays are written as a blosc2 frame
+
+
 def save_volume(arrays: dict[str, np.ndarray], *, codec: str = "deflate", level: int = 1) -> bytes:
     """A volume file's bytes: a zip of named arrays.
 
-    With ``zstd`` or ``lz4`` each array is a blosc2 frame (``NAME.b2``: bit shuffle, then the codec at
-    ``level``) stored in the zip; with ``deflate`` or ``none`` each is an ``.npy`` member, deflated at
-    ``level`` or stored (the files numpy's ``np.load`` reads). :func:`load_arrays` reads every form.
+    With ``zstd`` or ``lz4`` each array of 4 KiB or more is ``NAME.npy.blosc2``: an ``.npy`` header,
+    then the items as one blosc2 chunk (bit shuffle at the item size, then the codec at ``level``, one
+    thread); with ``deflate`` or ``none`` each is an ``.npy`` member, deflated at ``level`` or stored
+    (the files numpy's ``np.load`` reads). :func:`load_arrays` reads every form.
     """
     check_codec(codec, level)
     buffer = io.BytesIO()
@@ -67,7 +72,9 @@ def save_volume(arrays: dict[str, np.ndarray], *, codec: str = "deflate", level:
     with zipfile.ZipFile(buffer, "w", method, compresslevel=level if deflate else None) as archive:
         for name, array in arrays.items():
             array = np.ascontiguousarray(array)
-            if codec in _BLOSC:
+            if codec in _BLOSC and _SMALL <= array.nbytes < _CHUNK_LIMIT:
+                archive.writestr(f"{name}.npy.blosc2", _blosc_chunk(array, _BLOSC[codec], level))
+            elif codec in _BLOSC and array.nbytes >= _CHUNK_LIMIT:
                 cparams = {"codec": _BLOSC[codec], "clevel": level, "nthreads": 1, "filters": [blosc2.Filter.BITSHUFFLE]}
                 archive.writestr(f"{name}.b2", blosc2.pack_tensor(array, cparams=cparams))
             else:
@@ -76,11 +83,35 @@ def save_volume(arrays: dict[str, np.ndarray], *, codec: str = "deflate", level:
     return buffer.getvalue()
 
 
+def _blosc_chunk(array: np.ndarray, codec: blosc2.Codec, level: int) -> bytes:
+    """``array``'s .npy header, then its items in one blosc2 chunk (compressed straight from the array)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    chunk = blosc2.compress2(
+        array, codec=codec, clevel=level, filters=[blosc2.Filter.BITSHUFFLE], typesize=array.dtype.itemsize, nthreads=1, blocksize=1 << 18
+    )
+    return header.getvalue() + chunk
+
+
+def _from_blosc_chunk(data: bytes) -> np.ndarray:
+    fh = io.BytesIO(data)
+    np.lib.format.read_magic(fh)
+    shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+    if dtype.hasobject:
+        raise ValueError("volume file holds an object array")
+    items = blosc2.decompress2(memoryview(data)[fh.tell() :])
+    array = np.frombuffer(items, dtype=dtype, count=int(np.prod(shape)))
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
 def load_arrays(data: bytes) -> dict[str, np.ndarray]:
     """Every array of a volume file written by :func:`save_volume` (any codec) or ``np.savez``."""
     arrays = {}
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         for member in archive.namelist():
+            if member.endswith(".npy.blosc2"):
+                arrays[member.removesuffix(".npy.blosc2")] = _from_blosc_chunk(archive.read(member))
+                continue
             name, _, kind = member.rpartition(".")
             if kind == "b2":
                 arrays[name] = blosc2.unpack_tensor(archive.read(member))
@@ -88,7 +119,7 @@ def load_arrays(data: bytes) -> dict[str, np.ndarray]:
                 with archive.open(member) as fh:
                     arrays[name] = np.lib.format.read_array(fh, allow_pickle=False)
             else:
-                raise ValueError(f"volume file member {member!r} is neither .npy nor .b2")
+                raise ValueError(f"volume file member {member!r} is neither .npy, .npy.blosc2 nor .b2")
     return arrays
 
 

@@ -243,8 +243,8 @@ def _coordinates(coords: pd.DataFrame, slices: pd.DataFrame, index: pd.DataFrame
         return merged.assign(world_x=[], world_y=[], world_z=[])
     merged["stack"] = merged["stack"].astype(int)
     merged["slice"] = merged["slice"].astype(int)
-    keys = list(zip(merged["study_id"], merged["series_id"], merged["stack"]))
-    affine = np.stack([np.asarray(geometry.loc[k, "affine"]).reshape(4, 4) for k in keys])
+    rows = geometry.index.get_indexer(pd.MultiIndex.from_frame(merged[["study_id", "series_id", "stack"]]))
+    affine = np.stack(geometry["affine"].to_numpy())[rows].reshape(-1, 4, 4)
     ipp = merged[["ipp_x", "ipp_y", "ipp_z"]].to_numpy()
     world = ipp + merged["x"].to_numpy()[:, None] * affine[:, :3, 0] + merged["y"].to_numpy()[:, None] * affine[:, :3, 1]
     merged[["world_x", "world_y", "world_z"]] = world
