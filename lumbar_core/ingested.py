@@ -39,7 +39,7 @@ class Volume:
     affine: np.ndarray
 
 
-# Codecs of the volume files: blosc2's zstd or lz4 after a bit shuffle (several times faster than deflate
+# Codecs of the volume files: blosc2's lz4 or zstd after a bit shuffle (several times faster than deflate
 # and smaller on MR pixels), zip's deflate, or none.
 CODECS = ("zstd", "lz4", "deflate", "none")
 _BLOSC = {"zstd": blosc2.Codec.ZSTD, "lz4": blosc2.Codec.LZ4}
@@ -61,7 +61,7 @@ def save_volume(arrays: dict[str, np.ndarray], *, codec: str = "deflate", level:
     """A volume file's bytes: a zip of named arrays.
 
     With ``zstd`` or ``lz4`` each array of 4 KiB or more is ``NAME.npy.blosc2``: an ``.npy`` header,
-    then the items as one blosc2 chunk (bit shuffle at the item size, then the codec at ``level``, one
+    then the items as one blosc2 chunk (a bit shuffle at the item size, then the codec at ``level``, one
     thread); with ``deflate`` or ``none`` each is an ``.npy`` member, deflated at ``level`` or stored
     (the files numpy's ``np.load`` reads). :func:`load_arrays` reads every form.
     """

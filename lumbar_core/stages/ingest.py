@@ -33,8 +33,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from lumbar_core import labels as labels_mod
-from lumbar_core import settings, store, vocab
+from lumbar_core import input_tables, settings, store, vocab
 from lumbar_core.dicom import DicomReadError, SliceRecord, group_stacks, orientation_name, read_slice
 from lumbar_core.errors import UserError
 from lumbar_core.ingested import PROBLEM_COLUMNS, TABLES, check_codec, save_volume
@@ -54,7 +53,7 @@ class IngestParams(Params):
         shard_index: this shard's number, 0-based.
         shard_count: shards in all; studies (sorted) are dealt round-robin to shards.
         studies: only these study ids (empty = all).
-        codec: how volume files are compressed: lz4 (default) or zstd (blosc2, bit-shuffled), deflate, none.
+        codec: how volume files are compressed: lz4 (default) or zstd (blosc2, after a bit shuffle), deflate, none.
         compression: the codec's level, 0 (fastest) to 9.
         name: the stage name to write (e.g. ``ingest-validation`` for a second set of studies in one run).
     """
@@ -67,6 +66,13 @@ class IngestParams(Params):
     codec: str = "lz4"
     compression: int = 1
     name: str = STAGE
+
+
+INDEX_COLUMNS = [
+    "study_id", "series_id", "description", "stack", "orientation", "normal_x", "normal_y", "normal_z", "slice_order", "n_slices",
+    "rows", "cols", "row_spacing", "col_spacing", "slice_spacing", "slice_thickness", "affine", "volume_path", "file_count", "problems",
+]  # fmt: skip
+SLICE_COLUMNS = ["study_id", "series_id", "stack", "slice", "instance_number", "ipp_x", "ipp_y", "ipp_z"]
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,12 @@ def ingest_study(task: _StudyTask) -> tuple[list[dict], list[dict], list[dict], 
             except store.StoreError as exc:
                 problems.append(_problem(task.study_id, series_id, rel, "unreadable", str(exc)))
                 series_problems.append("unreadable")
+        records = _drop_copies(task, series_id, records, problems)
+        _report_duplicate_numbers(task, series_id, records, problems)
+        converted = [r for r in records if r.note]
+        if converted:
+            message = f"study {task.study_id} series {series_id}: {len(converted)} file(s) converted: {converted[0].note}"
+            problems.append(_problem(task.study_id, series_id, converted[0].source, "converted", message))
         description = _describe(task, series_id, records, problems)
         if not records:
             problems.append(
@@ -203,6 +215,40 @@ def ingest_study(task: _StudyTask) -> tuple[list[dict], list[dict], list[dict], 
     return index_rows, slice_rows, problems, files
 
 
+def _drop_copies(task: _StudyTask, series_id: int, records: list[SliceRecord], problems: list[dict]) -> list[SliceRecord]:
+    """Keep one of several files with the same place, orientation, instance number and pixels (a copied file)."""
+    kept: dict[tuple, list[SliceRecord]] = defaultdict(list)
+    out = []
+    for r in sorted(records, key=lambda r: r.source):
+        key = (
+            r.instance,
+            *np.round(r.plane.ipp, 3).tolist(),
+            *np.round(r.plane.row_dir, 4).tolist(),
+            *np.round(r.plane.col_dir, 4).tolist(),
+        )
+        same = next((k for k in kept[key] if k.pixels.shape == r.pixels.shape and np.array_equal(k.pixels, r.pixels)), None)
+        if same is not None:
+            message = (
+                f"study {task.study_id} series {series_id}: {r.source} repeats {same.source} (same instance, place and pixels); kept once"
+            )
+            problems.append(_problem(task.study_id, series_id, r.source, "duplicate file", message))
+            continue
+        kept[key].append(r)
+        out.append(r)
+    return out
+
+
+def _report_duplicate_numbers(task: _StudyTask, series_id: int, records: list[SliceRecord], problems: list[dict]) -> None:
+    """Different images carrying one InstanceNumber: labels on that number are ambiguous (reported at the coordinates)."""
+    by_number: dict[int, list[str]] = defaultdict(list)
+    for r in records:
+        by_number[r.instance].append(r.source)
+    for number, sources in sorted(by_number.items()):
+        if len(sources) > 1:
+            message = f"study {task.study_id} series {series_id}: InstanceNumber {number} is in {len(sources)} files: {', '.join(sources)}"
+            problems.append(_problem(task.study_id, series_id, sources[0], "duplicate instance number", message))
+
+
 def _list_images(data_uri: str, split: str) -> dict[int, dict[int, list[str]]]:
     """Study -> series -> relative paths of ``{split}_images``; other files are ignored."""
     folder = f"{split}_images"
@@ -215,34 +261,42 @@ def _list_images(data_uri: str, split: str) -> dict[int, dict[int, list[str]]]:
     return out
 
 
-def _read_csv(uri: str) -> pd.DataFrame | None:
-    return pd.read_csv(store.bytes_io(uri)) if store.exists(uri) else None
+def _coordinates(coords: pd.DataFrame, slices: pd.DataFrame, index: pd.DataFrame, problems: list[dict], source: str) -> pd.DataFrame:
+    """Label coordinates with stack, slice and world position; rows that cannot be placed become problems.
 
-
-def _coordinates(coords: pd.DataFrame, slices: pd.DataFrame, index: pd.DataFrame, problems: list[dict]) -> pd.DataFrame:
-    """Label coordinates normalised, with stack, slice and world position; bad rows become problems."""
-    out = coords.copy()
-    out["condition"] = [vocab.condition_from_title(c) for c in out["condition"]]
-    out["level"] = [vocab.level_from_title(v) for v in out["level"]]
-    merged = out.merge(slices, on=["study_id", "series_id", "instance_number"], how="left")
-    geometry = index.set_index(["study_id", "series_id", "stack"])
-    missing = merged["slice"].isna()
-    for row in merged[missing].itertuples():
-        problems.append(
-            _problem(
-                row.study_id,
-                row.series_id,
-                f"{row.instance_number}.dcm",
-                "label points at missing instance",
-                f"coordinate of {row.condition} {row.level} points at study {row.study_id} series {row.series_id} "
-                f"instance {row.instance_number}, which was not ingested",
+    A row is dropped (and reported with its line of ``source``) when it points at an instance that was
+    not ingested or that several images carry, or when x/y is missing or outside the image.
+    """
+    key = ["study_id", "series_id", "instance_number"]
+    ambiguous = slices[slices.duplicated(key, keep=False)][key].drop_duplicates()
+    merged = coords.merge(slices.drop_duplicates(key, keep=False), on=key, how="left")
+    merged = merged.merge(ambiguous.assign(is_ambiguous=True), on=key, how="left")
+    merged = merged.merge(index[["study_id", "series_id", "stack", "rows", "cols"]], on=["study_id", "series_id", "stack"], how="left")
+    keep = np.ones(len(merged), dtype=bool)
+    for i, row in enumerate(merged.itertuples()):
+        where = f"{source} line {row.line}: {row.condition} {row.level}"
+        target = f"study {row.study_id} series {row.series_id} instance {row.instance_number}"
+        if row.is_ambiguous is True:
+            kind, message = "label points at ambiguous instance", f"{where} points at {target}, which several images carry"
+        elif pd.isna(row.slice):
+            kind, message = "label points at missing instance", f"{where} points at {target}, which was not ingested"
+        elif not (np.isfinite(row.x) and np.isfinite(row.y)):
+            kind, message = "bad label coordinate", f"{where}: x={row.x}, y={row.y} on {target} is not a number"
+        elif not (0 <= row.x <= row.cols and 0 <= row.y <= row.rows):
+            kind, message = (
+                "bad label coordinate",
+                f"{where}: x={row.x}, y={row.y} is outside the {int(row.cols)}x{int(row.rows)} image {target}",
             )
-        )
-    merged = merged[~missing].copy()
+        else:
+            continue
+        keep[i] = False
+        problems.append(_problem(row.study_id, row.series_id, f"{row.instance_number}.dcm", kind, message))
+    merged = merged[keep].drop(columns=["is_ambiguous", "rows", "cols", "line"]).copy()
     if merged.empty:
-        return merged.assign(world_x=[], world_y=[], world_z=[])
+        return merged.drop(columns=["ipp_x", "ipp_y", "ipp_z"]).assign(world_x=[], world_y=[], world_z=[])
     merged["stack"] = merged["stack"].astype(int)
     merged["slice"] = merged["slice"].astype(int)
+    geometry = index.set_index(["study_id", "series_id", "stack"])
     rows = geometry.index.get_indexer(pd.MultiIndex.from_frame(merged[["study_id", "series_id", "stack"]]))
     affine = np.stack(geometry["affine"].to_numpy())[rows].reshape(-1, 4, 4)
     ipp = merged[["ipp_x", "ipp_y", "ipp_z"]].to_numpy()
@@ -259,7 +313,12 @@ def _run_parallel(tasks: list[_StudyTask], workers: int) -> list:
 
 
 def run(*, data_uri: str, run_uri: str, params: IngestParams) -> Manifest:
-    """Ingest one split (or one shard of it) of a dataset root into ``{run}/ingest``."""
+    """Ingest one split (or one shard of it) of a dataset root into ``{run}/ingest``.
+
+    The CSV files are read and checked first: a table that cannot be used stops the stage before
+    any image is read (:class:`~lumbar_core.input_tables.InputTableError`). What one file, series,
+    study or label row breaks is a row of ``problems.parquet``.
+    """
     if params.split not in ("train", "test"):
         raise UserError(f"split must be 'train' or 'test', got {params.split!r}")
     try:
@@ -267,21 +326,30 @@ def run(*, data_uri: str, run_uri: str, params: IngestParams) -> Manifest:
     except ValueError as err:
         raise UserError(f"ingest: {err}") from None
     stage = shard_stage(params.name, params.shard_index, params.shard_count)
-    images = _list_images(data_uri, params.split)
-    if not images:
-        raise FileNotFoundError(f"no DICOM files under {store.join(data_uri, params.split + '_images')}/{{study}}/{{series}}/")
     problems: list[dict] = []
     descriptions_uri = store.join(data_uri, f"{params.split}_series_descriptions.csv")
-    desc_table = _read_csv(descriptions_uri)
+    desc_table = input_tables.read_series_descriptions(descriptions_uri)
+    train_uri, coords_uri = store.join(data_uri, "train.csv"), store.join(data_uri, "train_label_coordinates.csv")
+    long_labels = coords = None
+    if params.split == "train":
+        long_labels = input_tables.read_train(train_uri)
+        coords = input_tables.read_coordinates(coords_uri)
+    folder = store.join(data_uri, params.split + "_images")
+    images = _list_images(data_uri, params.split)
+    if not images:
+        raise FileNotFoundError(f"no DICOM files under {folder}/{{study}}/{{series}}/")
+    studies = sorted(images)
+    if params.studies:
+        absent = sorted(set(params.studies) - set(studies))
+        if absent:
+            raise UserError(f"ingest: no images under {folder} for the requested studies {', '.join(map(str, absent[:10]))}")
+        studies = [s for s in studies if s in set(params.studies)]
+    studies = studies[params.shard_index :: params.shard_count]
     descriptions: dict[tuple[int, int], str] = {}
     if desc_table is None:
         problems.append(_problem(None, None, descriptions_uri, "no series descriptions", f"{descriptions_uri} is missing"))
     else:
         descriptions = {(int(r.study_id), int(r.series_id)): str(r.series_description) for r in desc_table.itertuples()}
-    studies = sorted(images)
-    if params.studies:
-        studies = [s for s in studies if s in set(params.studies)]
-    studies = studies[params.shard_index :: params.shard_count]
     out = StageOutput(run_uri, stage)
     tasks = [
         _StudyTask(
@@ -297,8 +365,8 @@ def run(*, data_uri: str, run_uri: str, params: IngestParams) -> Manifest:
         for study in studies
     ]
     results = _run_parallel(tasks, params.workers or settings.workers())
-    index = pd.DataFrame([r for res in results for r in res[0]])
-    slices = pd.DataFrame([r for res in results for r in res[1]])
+    index = pd.DataFrame([r for res in results for r in res[0]], columns=INDEX_COLUMNS)
+    slices = pd.DataFrame([r for res in results for r in res[1]], columns=SLICE_COLUMNS)
     for res in results:
         problems.extend(res[2])
         for entry in res[3]:
@@ -306,14 +374,13 @@ def run(*, data_uri: str, run_uri: str, params: IngestParams) -> Manifest:
     index["volume_stage"] = out.stage
     tables: dict[str, pd.DataFrame] = {"series_index": index, "slices": slices}
     if params.split == "train":
-        train = _read_csv(store.join(data_uri, "train.csv"))
-        if train is not None:
-            long = labels_mod.from_wide(train, source=store.join(data_uri, "train.csv"))
-            tables["labels"] = long[long["study_id"].isin(studies)].reset_index(drop=True)
-        coords = _read_csv(store.join(data_uri, "train_label_coordinates.csv"))
+        if params.shard_index == 0:
+            problems.extend(_label_problems(long_labels, coords, set(images), train_uri, coords_uri))
+        if long_labels is not None:
+            tables["labels"] = long_labels[long_labels["study_id"].isin(studies)].reset_index(drop=True)
         if coords is not None:
             coords = coords[coords["study_id"].isin(studies)]
-            tables["coordinates"] = _coordinates(coords, slices, index, problems)
+            tables["coordinates"] = _coordinates(coords, slices, index, problems, coords_uri)
     tables["problems"] = pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
     for name, frame in tables.items():
         out.write_table(TABLES[name], frame)
@@ -324,6 +391,26 @@ def run(*, data_uri: str, run_uri: str, params: IngestParams) -> Manifest:
         "problems": len(problems),
     }
     return out.commit(params={**params.to_dict(), "data_uri": data_uri}, metrics=metrics)
+
+
+def _label_problems(
+    long_labels: pd.DataFrame | None, coords: pd.DataFrame | None, with_images: set[int], train_uri: str, coords_uri: str
+) -> list[dict]:
+    """Label files that are missing or empty, and labelled studies that have no images (reported by shard 0 alone)."""
+    out = []
+    if long_labels is None:
+        out.append(_problem(None, None, train_uri, "no labels", f"{train_uri} is missing: the training split has no severities"))
+    elif long_labels.empty:
+        out.append(_problem(None, None, train_uri, "no labels", f"{train_uri} has no graded row"))
+    if coords is None:
+        out.append(_problem(None, None, coords_uri, "no label coordinates", f"{coords_uri} is missing"))
+    labelled = set(long_labels["study_id"]) if long_labels is not None else set()
+    pointed = set(coords["study_id"]) if coords is not None else set()
+    for study in sorted((labelled | pointed) - with_images):
+        files = [f for f, ids in ((train_uri, labelled), (coords_uri, pointed)) if study in ids]
+        message = f"study {study} is labelled in {' and '.join(files)} but has no images"
+        out.append(_problem(study, None, files[0], "labelled study without images", message))
+    return out
 
 
 @dataclass(frozen=True)
