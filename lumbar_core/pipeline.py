@@ -53,6 +53,7 @@ def apply_overrides(profile: dict[str, Any], overrides: dict[str, str]) -> dict[
         if section == "run":
             if key not in RUN_SETTINGS:
                 raise UserError(f"--set {dotted}: unknown run setting {key!r}; valid: {', '.join(RUN_SETTINGS)}")
+            _check_run_setting(dotted, key, value)
             profile["run"][key] = value
         elif section in STAGES:
             settings = {**profile["stages"].get(section, {}), key: value}
@@ -61,6 +62,16 @@ def apply_overrides(profile: dict[str, Any], overrides: dict[str, str]) -> dict[
         else:
             raise UserError(f"--set {dotted}: unknown stage {section!r}; valid: run, {', '.join(STAGES)}")
     return profile
+
+
+def _check_run_setting(dotted: str, key: str, value: str) -> None:
+    try:
+        number = float(value) if key == "validation_fraction" else int(value)
+    except ValueError:
+        kind = "a number" if key == "validation_fraction" else "a whole number"
+        raise UserError(f"--set {dotted}={value}: {key} must be {kind}") from None
+    if key == "validation_fraction" and not 0 < number < 1:
+        raise UserError(f"--set {dotted}={value}: validation_fraction must be between 0 and 1")
 
 
 @dataclass

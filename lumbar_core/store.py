@@ -248,6 +248,8 @@ def read_bytes(uri: str) -> bytes:
         raise ObjectNotFound(f"no such object: {uri}") from None
     except IsADirectoryError:
         raise StoreError(f"{uri} is a folder, not an object") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read {uri}: {exc.strerror or exc}") from None
 
 
 def read_text(uri: str) -> str:

@@ -421,18 +421,41 @@ class MergeParams(Params):
     name: str = STAGE
 
 
+_SAME_IN_EVERY_SHARD = ("split", "data_uri", "studies", "codec", "compression")
+
+
+def _check_shard(name: str, index: int, count: int, got: dict, first: dict | None) -> None:
+    """A shard belongs to this merge: its own index and count, and the split, data and studies of the first."""
+    if got.get("shard_index") != index or got.get("shard_count") != count:
+        raise UserError(
+            f"ingest-merge: {name} was written as shard {got.get('shard_index')} of {got.get('shard_count')}, not {index} of {count}"
+        )
+    for key in _SAME_IN_EVERY_SHARD if first is not None else ():
+        if got.get(key) != first.get(key):
+            raise UserError(
+                f"ingest-merge: {name} has {key}={got.get(key)!r} but shard 0 has {first.get(key)!r}; shards of one ingest only"
+            )
+
+
 def merge(*, run_uri: str, params: MergeParams) -> Manifest:
     """Combine ``ingest-shard-*`` stages into one ``ingest`` stage (tables; volumes stay in the shards)."""
     if params.shard_count <= 1:  # one shard wrote the stage itself
         return StageInput.open(run_uri, params.name).manifest
     parts: dict[str, list[pd.DataFrame]] = defaultdict(list)
     shard_params = []
+    owner: dict[int, str] = {}
     for i in range(params.shard_count):
-        shard = StageInput.open(run_uri, shard_stage(params.name, i, params.shard_count))
+        name = shard_stage(params.name, i, params.shard_count)
+        shard = StageInput.open(run_uri, name)
+        _check_shard(name, i, params.shard_count, shard.params, shard_params[0] if shard_params else None)
         shard_params.append(shard.params)
-        for name, path in TABLES.items():
+        for table, path in TABLES.items():
             if path in shard.manifest.files:
-                parts[name].append(shard.read_table(path))
+                parts[table].append(shard.read_table(path))
+        for study in parts["series_index"][-1]["study_id"].unique().tolist():
+            if study in owner:
+                raise UserError(f"ingest-merge: study {study} is in both {owner[study]} and {name}; rerun the shards of one ingest")
+            owner[study] = name
     out = StageOutput(run_uri, params.name)
     for name, frames in parts.items():
         out.write_table(TABLES[name], pd.concat(frames, ignore_index=True))

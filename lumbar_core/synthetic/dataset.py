@@ -254,10 +254,20 @@ def _run_parallel(fn, tasks: list, workers: int, desc: str) -> list:
 
 
 def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuse before any work: a file, a non-empty folder without ``overwrite``, or one that is not a phantom.
+
+    ``overwrite`` replaces only a folder this generator wrote (``truth/phantom.json``); the folder that
+    holds the current one is never used (it is replaced whole).
+    """
     if out.exists() and not out.is_dir():
         raise SynthError(f"output {out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise SynthError(f"output folder {out} is not empty; pass overwrite=True (--overwrite) to replace it")
+    if out == Path.cwd() or out in Path.cwd().parents:
+        raise SynthError(f"refusing to write the phantom to {out}: the folder is replaced whole and it holds the current folder")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise SynthError(f"output folder {out} is not empty; pass overwrite=True (--overwrite) to replace it")
+        if not (out / "truth" / "phantom.json").is_file():
+            raise SynthError(f"refusing to replace {out}: it is not a phantom folder (no truth/phantom.json); choose an empty folder")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         probe = out.parent / f".lumbar-probe-{uuid.uuid4().hex}"
@@ -290,7 +300,7 @@ def generate(
             raise SynthError(f"{name} must be >= 0, got {value}")
     if studies + test_studies == 0:
         raise SynthError("nothing to generate: studies and test_studies are both 0")
-    out = Path(out)
+    out = Path(out).resolve()
     _check_output(out, overwrite)
     workers = workers or settings.workers()
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
