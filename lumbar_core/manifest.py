@@ -6,7 +6,9 @@ attempt folder ``{run}/{stage}/{attempt}/``; when every file is written the stag
 parameters and the code version. Readers go through the manifest only, so a rerun replaces a
 stage atomically from their point of view: until the manifest flips they read the old attempt,
 after it the new one. Older attempts are pruned after the flip (the one before is kept, for
-readers that are still on it).
+readers that are still on it). Commits hold a lock (``_COMMIT.lock``, created exclusively on disk or
+S3), so two writers of one stage cannot interleave; only attempts that were committed once (they hold
+``_COMMITTED.json``) are pruned, so another writer's attempt in progress is never deleted.
 
     out = StageOutput(run_uri, "ingest")
     out.write_bytes("index.parquet", data)
@@ -18,12 +20,16 @@ readers that are still on it).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import io
 import json
 import os
+import random
 import threading
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +39,10 @@ from lumbar_core.contracts import Read, current_guard
 from lumbar_core.errors import ManifestError, UserError
 
 MANIFEST = "_SUCCESS.json"
+COMMITTED = "_COMMITTED.json"  # written into an attempt folder when it is committed; only such attempts are pruned
+LOCK = "_COMMIT.lock"
+LOCK_STALE_S = 600.0  # a commit lock older than this was left by a writer that died while committing
+ABANDONED_S = 7 * 24 * 3600.0  # an attempt never committed and older than this is pruned
 FORMAT_VERSION = 1
 
 
@@ -96,6 +106,53 @@ def shard_stage(name: str, shard_index: int, shard_count: int) -> str:
     if not 0 <= shard_index < shard_count:
         raise UserError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
     return name if shard_count == 1 else f"{name}-shard-{shard_index}"
+
+
+@contextlib.contextmanager
+def _commit_lock(prefix: str, attempt: str) -> Iterator[None]:
+    """Hold ``{prefix}/_COMMIT.lock`` (created exclusively, on disk or S3) while one writer commits.
+
+    Waits for another writer's commit; a lock older than :data:`LOCK_STALE_S` is taken over.
+    """
+    lock_uri = store.join(prefix, LOCK)
+    body = json.dumps({"attempt": attempt, "since": time.time()}).encode()
+    while not store.create_exclusive(lock_uri, body):
+        try:
+            since = float(store.read_json(lock_uri).get("since", 0))
+        except store.ObjectNotFound:
+            continue  # released meanwhile: try again
+        if time.time() - since > LOCK_STALE_S:
+            store.delete(lock_uri)
+            continue
+        time.sleep(0.05 + random.random() * 0.1)
+    try:
+        yield
+    finally:
+        store.delete(lock_uri)
+
+
+def _attempt_time(name: str) -> float | None:
+    """When an attempt folder was started, from its name (``attempt-YYYYmmddTHHMMSS-xxxx``)."""
+    try:
+        stamp = _dt.datetime.strptime(name.split("-")[1], "%Y%m%dT%H%M%S").replace(tzinfo=_dt.UTC)
+    except (IndexError, ValueError):
+        return None
+    return stamp.timestamp()
+
+
+def _prune(prefix: str, keep: set[str | None]) -> None:
+    """Delete attempts other than ``keep`` that were committed once, or never committed and abandoned long ago.
+
+    An attempt still being written (no ``_COMMITTED.json``, recent) belongs to another writer and stays.
+    """
+    objects = store.list_objects(prefix)
+    attempts = {o.path.split("/", 1)[0] for o in objects if "/" in o.path and o.path.startswith("attempt-")}
+    committed = {o.path.split("/", 1)[0] for o in objects if o.path.endswith("/" + COMMITTED) and o.path.count("/") == 1}
+    now = time.time()
+    for old in sorted(attempts - keep):
+        started = _attempt_time(old)
+        if old in committed or (started is not None and now - started > ABANDONED_S):
+            store.delete_prefix(store.join(prefix, old))
 
 
 def _new_attempt() -> str:
@@ -199,19 +256,17 @@ class StageOutput:
         )
         prefix = stage_uri(self.run_uri, self.stage)
         manifest_uri = store.join(prefix, MANIFEST)
-        previous = None
-        if store.exists(manifest_uri):
-            try:
-                previous = store.read_json(manifest_uri).get("attempt")
-            except (store.StoreError, AttributeError):
-                previous = None
-        store.write_json(manifest_uri, manifest.to_dict())
-        self._committed = True
-        keep = {self.attempt, previous}
-        attempts = {o.path.split("/", 1)[0] for o in store.list_objects(prefix) if "/" in o.path}
-        for old in sorted(attempts - keep):
-            if old.startswith("attempt-"):
-                store.delete_prefix(store.join(prefix, old))
+        with _commit_lock(prefix, self.attempt):
+            previous = None
+            if store.exists(manifest_uri):
+                try:
+                    previous = store.read_json(manifest_uri).get("attempt")
+                except (store.StoreError, AttributeError, ValueError):
+                    previous = None
+            store.write_json(store.join(self.root, COMMITTED), {"attempt": self.attempt, "committed": manifest.created})
+            store.write_json(manifest_uri, manifest.to_dict())
+            self._committed = True
+            _prune(prefix, keep={self.attempt, previous})
         return manifest
 
     def publish(self, relpath: str) -> str:

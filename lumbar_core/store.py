@@ -450,6 +450,48 @@ def copy(src_uri: str, dst_uri: str) -> None:
         upload(_local_path(src_uri), dst_uri)
 
 
+_CONDITION_FAILED = {"PreconditionFailed", "ConditionalRequestConflict"}
+
+
+def create_exclusive(uri: str, data: bytes) -> bool:
+    """Create an object only if none exists; ``False`` when one does (a lock another writer holds).
+
+    Local: the complete content is hard-linked to the name (``link`` refuses an existing name).
+    S3: ``PutObject`` with ``If-None-Match: *`` (conditional writes, which AWS S3 and MinIO honour);
+    a conflicting concurrent create counts as existing.
+    """
+    if is_s3(uri):
+        from botocore.exceptions import ClientError
+
+        bucket, key = _split_s3(uri)
+        try:
+            _s3_call(uri, lambda: _s3().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*"))
+        except StoreError as exc:
+            inner = _underlying(exc.__cause__) if exc.__cause__ is not None else exc
+            if isinstance(inner, ClientError) and inner.response.get("Error", {}).get("Code") in _CONDITION_FAILED:
+                return False
+            raise
+        return True
+    path = _local_path(uri)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        tmp = Path(name)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, _FILE_MODE)
+        os.link(tmp, path)  # atomic, complete, and refused when the name exists
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise StoreError(f"cannot create {uri}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    return True
+
+
 def delete(uri: str) -> None:
     """Delete one object; deleting a missing object is not an error."""
     if is_s3(uri):

@@ -1,9 +1,14 @@
 """Stage manifests on every store backend."""
 
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from lumbar_core import store
-from lumbar_core.manifest import MANIFEST, ManifestError, StageInput, StageOutput
+from lumbar_core.manifest import LOCK, LOCK_STALE_S, MANIFEST, ManifestError, StageInput, StageOutput
 
 
 def _write_stage(run, stage="ingest", content=b"v1", params=None):
@@ -95,3 +100,52 @@ def test_upload_dir(tmp_path, store_root):
     stage = StageInput.open(store_root, "nnunet-train")
     assert stage.paths("results") == ["results/fold_0/checkpoint.pth", "results/plans.json"]
     assert stage.read_bytes("results/fold_0/checkpoint.pth") == b"weights"
+
+
+def test_a_commit_never_prunes_another_writers_attempt_in_progress(store_root):
+    first, second = StageOutput(store_root, "s"), StageOutput(store_root, "s")
+    first.write_text("a.txt", "first")
+    second.write_text("a.txt", "second")
+    first.commit()
+    assert store.read_text(second.uri("a.txt")) == "second"
+    second.commit()
+    assert StageInput.open(store_root, "s").read_bytes("a.txt") == b"second"
+    third = StageOutput(store_root, "s")
+    third.write_text("a.txt", "third")
+    third.commit()
+    attempts = {o.path.split("/")[0] for o in store.list_objects(store_root + "/s") if "/" in o.path}
+    assert attempts == {second.attempt, third.attempt}, "the one before is kept, older committed ones are pruned"
+
+
+def test_concurrent_writers_leave_a_valid_stage(store_root):
+    def write(i: int) -> str:
+        out = StageOutput(store_root, "s")
+        for k in range(3):
+            out.write_text(f"f{k}.txt", f"{i}-{k}")
+        out.commit(metrics={"writer": i})
+        return out.attempt
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        attempts = list(pool.map(write, range(6)))
+    stage = StageInput.open(store_root, "s")
+    stage.verify_checksums()
+    assert stage.manifest.attempt in attempts
+    assert stage.read_bytes("f2.txt") == f"{stage.manifest.metrics['writer']}-2".encode()
+    assert not store.exists(store_root + "/s/" + LOCK)
+
+
+def test_a_stale_commit_lock_is_taken_over_and_a_live_one_waited_for(store_root):
+    lock = store_root + "/s/" + LOCK
+    store.write_bytes(lock, json.dumps({"attempt": "dead", "since": time.time() - LOCK_STALE_S - 1}).encode())
+    out = StageOutput(store_root, "s")
+    out.write_text("a.txt", "x")
+    out.commit()
+    assert not store.exists(lock)
+    store.write_bytes(lock, json.dumps({"attempt": "alive", "since": time.time()}).encode())
+    threading.Timer(0.5, store.delete, args=(lock,)).start()
+    out = StageOutput(store_root, "s")
+    out.write_text("a.txt", "y")
+    started = time.time()
+    out.commit()
+    assert time.time() - started >= 0.4
+    assert StageInput.open(store_root, "s").read_bytes("a.txt") == b"y"
