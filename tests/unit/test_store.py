@@ -5,6 +5,7 @@ import json
 import threading
 import types
 from collections.abc import Iterator
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -311,3 +312,15 @@ def test_s3_without_credentials_is_one_clear_line(monkeypatch, tmp_path):
         assert "\n" not in message
         assert "s3://bucket/key.bin" in message
         assert "AWS_ACCESS_KEY_ID" in message and "AWS_SECRET_ACCESS_KEY" in message and "profile" in message
+
+
+def test_a_file_that_cannot_be_read_is_a_store_error_naming_it(tmp_path, monkeypatch):
+    path = tmp_path / "secret.dcm"
+    path.write_bytes(b"x")
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)  # root reads files whatever their mode, so the refusal is simulated
+    with pytest.raises(store.StoreError, match=r"cannot read .*secret.dcm: Permission denied"):
+        store.read_bytes(str(path))
