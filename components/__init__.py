@@ -10,6 +10,7 @@ from kfp.dsl.python_component import PythonComponent
 from components.balance import balance
 from components.bundle import bundle
 from components.calibrate import calibrate
+from components.crop_train import crop_train
 from components.densenet_train import densenet_train
 from components.disc_label import disc_label
 from components.fan_out import fan_out
@@ -37,6 +38,7 @@ COMPONENTS: dict[str, PythonComponent] = {
     "nnunet-prepare": nnunet_prepare,
     "nnunet-train": nnunet_train,
     "densenet-train": densenet_train,
+    "crop-train": crop_train,
     "level-train": level_train,
     "calibrate": calibrate,
     "bundle": bundle,

@@ -93,6 +93,7 @@ CASES = TableSchema(("case_id", "family", "study_id", "path"))
 REGIONS = TableSchema(("case_id", "family", "condition", "level", "severity", "class"))
 CLASSES = TableSchema(("family", "class", "level", "severity", "cases", "balanced"))
 BALANCED = TableSchema(("case_id", "family", "multiplicity"))
+READINGS = TableSchema(("study_id", "condition", "level", "model", "normal_mild", "moderate", "severe"))
 PREDICTIONS = TableSchema(("study_id", "condition", "level", "normal_mild", "moderate", "severe", "source"))
 PREDICT_PROBLEMS = TableSchema(("study_id", "kind", "message"))
 
@@ -162,13 +163,17 @@ class Calibration(Document):
     """A model's evidence weight against the prior and the floor added to its softmax, fitted on held-out studies.
 
     ``readings`` is how many held-out (condition, level) readings the fit had; ``losses`` the
-    held-out weighted log loss of each tau tried (at the chosen floor).
+    held-out weighted log loss of each tau tried (at the chosen floor). Where several models read
+    one cell, ``tau`` and ``floor`` are fitted jointly with the others; ``alone_tau`` and
+    ``alone_floor`` are the model's fit by itself (the report's per-model scores use them).
     """
 
     tau: float
     floor: float
     readings: int = 0
     losses: dict[str, float] = dataclasses.field(default_factory=dict)
+    alone_tau: float | None = None
+    alone_floor: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,7 +226,7 @@ class TrainingData(Document):
 class BundleMetadata(Document):
     """``bundle.json``: everything needed to use, audit or compare a bundle.
 
-    ``calibration`` maps each model (``nnunet-spinal``, ``nnunet-foraminal``, ``densenet``) to its
+    ``calibration`` maps each model (``nnunet-spinal``, ``nnunet-foraminal``, ``densenet``, ``crop``) to its
     weight against the prior, fitted by calibrate on held-out studies on the prediction path.
     """
 
@@ -243,3 +248,4 @@ class BundleMetadata(Document):
     prior: str
     validation: dict[str, Any]
     sources: dict[str, str]  # stage -> attempt the bundle was made from
+    crop: TorchModel | None = None  # the sagittal crop classifier (bundles made before it have none)

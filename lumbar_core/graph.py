@@ -131,6 +131,7 @@ TRAIN: tuple[Task, ...] = (
     Task("nnunet-prepare"),
     Task("nnunet-train"),
     Task("densenet-train"),
+    Task("crop-train"),
     Task("level-train"),
     Task("calibrate"),
     Task("bundle"),

@@ -13,11 +13,14 @@ For each study:
 3. **left/right foraminal narrowing**: nnU-Net (foraminal) on the T1 slice nearest the point
    ``foramen_offset_mm`` left (+x) or right of the canal point, likewise;
 4. **left/right subarticular stenosis**: the DenseNet on the axial crop at the level's canal point;
-5. the prior wherever a series, a level or a model is missing.
+5. **spinal and foraminal again**: the sagittal crop classifier on a few slices around the same
+   points (:mod:`lumbar_core.sagittal_crops`), when the bundle has one;
+6. the prior wherever a series, a level or a model is missing.
 
-:func:`read_study` returns each model's raw reading; :func:`combine` weighs each against the prior
-(``prior x evidence ** tau``, :mod:`lumbar_core.calibration`) with the weights calibrate fitted on
-held-out studies read exactly this way.
+:func:`read_study` returns each model's raw reading (a cell may have several); :func:`combine`
+weighs them against the prior (``prior x evidence_1 ** tau_1 x evidence_2 ** tau_2``,
+:mod:`lumbar_core.calibration`) with the weights calibrate fitted jointly on held-out studies read
+exactly this way.
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ from lumbar_core.level_qa import QaLimits, QaResult, check_study
 from lumbar_core.levels import check_order, level_centres, segment_stack, vertebra_centres
 from lumbar_core.nnunet.predict import level_distribution
 from lumbar_core.sagittal import canonical_of_stack, resample_slice, resize_to
+from lumbar_core.sagittal_crops import study_crops
 
 DENSENET = "densenet"
+CROP = "crop"
 
 
 def nnunet_model(family: str) -> str:
@@ -75,6 +80,8 @@ class Models:
     localiser: object | None = None
     localiser_config: dict | None = None
     levels_source: str = "localiser"  # the one calibrate measured better on held-out studies; the other is the fallback
+    crop: object | None = None
+    crop_config: dict | None = None
 
     def sources(self) -> list[str]:
         """Who finds the levels, in the order tried: the chosen source, then the other (if there is one)."""
@@ -112,11 +119,11 @@ class ReadParams:
 class StudyReading:
     """One study's raw model readings, its levels and its problems.
 
-    ``readings`` maps (condition, level) to (severity distribution, model name): the model's own
-    output before it is weighed against the prior.
+    ``readings`` maps (condition, level) to each model's name and severity distribution: the model's
+    own output before it is weighed against the prior.
     """
 
-    readings: dict[tuple[str, str], tuple[np.ndarray, str]]
+    readings: dict[tuple[str, str], dict[str, np.ndarray]]
     levels: list[dict]
     problems: list[dict]
 
@@ -210,7 +217,7 @@ def read_study(data: IngestedData, study: int, models: Models, params: ReadParam
         }
         for lv in vocab.LEVELS
     ]
-    readings: dict[tuple[str, str], tuple[np.ndarray, str]] = {}
+    readings: dict[tuple[str, str], dict[str, np.ndarray]] = defaultdict(dict)
     t0 = time.perf_counter()
     for r in sagittal.itertuples():
         volume = volumes[(r.series_id, r.stack)]
@@ -222,7 +229,7 @@ def read_study(data: IngestedData, study: int, models: Models, params: ReadParam
                 sign = {"left": 1.0, "right": -1.0}.get(vocab.CONDITION_SIDE[condition] or "", 0.0)
                 points = {lv: c + sign * params.foramen_offset_mm * np.array([1.0, 0, 0]) for lv, c in canal.items()}
                 for level, dist in _nnunet_levels(model.predictor, model.spacing_mm, volume, points, params.region_mm).items():
-                    readings.setdefault((condition, level), (dist, nnunet_model(family)))
+                    readings[(condition, level)].setdefault(nnunet_model(family), dist)  # the first stack that reads it
     timing["nnunet"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     cfg = models.densenet_config
@@ -234,36 +241,85 @@ def read_study(data: IngestedData, study: int, models: Models, params: ReadParam
         names = sorted(crops)
         left, right = predict_sides(models.densenet, np.stack([crops[n] for n in names]))
         for n, pl, pr in zip(names, left, right):
-            readings[("left_subarticular_stenosis", n)] = (pl, DENSENET)
-            readings[("right_subarticular_stenosis", n)] = (pr, DENSENET)
+            readings[("left_subarticular_stenosis", n)][DENSENET] = pl
+            readings[("right_subarticular_stenosis", n)][DENSENET] = pr
     timing["densenet"] += time.perf_counter() - t0
-    return StudyReading(readings, level_rows, problems)
+    if models.crop is not None and canal:
+        t0 = time.perf_counter()
+        for key, dist in _crop_readings(data, study, found_levels, models, params).items():
+            readings[key][CROP] = dist
+        timing["crop"] += time.perf_counter() - t0
+    return StudyReading(dict(readings), level_rows, problems)
+
+
+def _crop_readings(
+    data: IngestedData, study: int, levels: pd.DataFrame, models: Models, params: ReadParams
+) -> dict[tuple[str, str], np.ndarray]:
+    """The crop classifier's distribution per (condition, level) at the study's checked levels."""
+    from lumbar_core.models.crop_classifier import head_of, predict_heads
+
+    cfg = models.crop_config
+    crops = study_crops(
+        data,
+        levels,
+        study,
+        slices=int(cfg["slices"]),
+        size=int(cfg["size"]),
+        crop_mm=float(cfg["crop_mm"]),
+        max_mm=float(cfg["max_mm"]),
+        foramen_offset_mm=params.foramen_offset_mm,
+    )
+    if not crops:
+        return {}
+    keys = sorted(crops)
+    probs = predict_heads(models.crop, np.stack([crops[k] for k in keys]), [head_of(c) for c, _ in keys])
+    return dict(zip(keys, probs))
 
 
 def denominator(models: Models, model: str, condition: str, level: str) -> np.ndarray:
-    """What turns a model's distribution into evidence (:func:`lumbar_core.calibration.evidence`).
+    """What turns a model's distribution into evidence (:func:`lumbar_core.calibration.evidence`); see :func:`denominator_of`."""
+    frequencies = {family: m.class_frequencies for family, m in models.nnunet.items()}
+    return denominator_of(model, condition, level, models.prior, frequencies)
+
+
+def denominator_of(model: str, condition: str, level: str, prior: dict, frequencies: dict[str, dict]) -> np.ndarray:
+    """What turns ``model``'s distribution into evidence, from the prior and nnU-Net's class frequencies per family.
 
     nnU-Net's softmax is divided by the severity frequencies its sampling drew at that level; the
-    DenseNet's loss weighted classes (1, 2, 4) on natural frequencies, so by the weights x the prior.
+    DenseNet's and the crop classifier's losses weighted classes (1, 2, 4) on natural frequencies, so
+    by the weights x the prior.
     """
-    if model == DENSENET:
-        return np.asarray(vocab.SEVERITY_WEIGHTS) * models.prior[(condition, level)]
+    if model in (DENSENET, CROP):
+        return np.asarray(vocab.SEVERITY_WEIGHTS) * prior[(condition, level)]
     family = model.removeprefix("nnunet-")
-    return models.nnunet[family].class_frequencies.get(level, np.ones(3))
+    return np.asarray(frequencies[family].get(level, np.ones(3)), dtype=float)
+
+
+def source_name(model: str) -> str:
+    """The kind of a model as prediction tables name it: ``nnunet``, ``densenet`` or ``crop``."""
+    return "nnunet" if model.startswith("nnunet-") else model
+
+
+def fuse(prior: np.ndarray, readings: dict[str, np.ndarray], models: Models, condition: str, level: str, calibration) -> np.ndarray:
+    """The prior times each model's evidence ** tau, normalised (the prior alone without readings)."""
+    dist = np.asarray(prior, dtype=float)
+    for model, raw in sorted(readings.items()):
+        tau, floor = calibration.get(model, (0.0, 0.0))
+        dist = combine_with_prior(dist, evidence(raw, denominator(models, model, condition, level), floor), tau)
+    return dist
 
 
 def combine(study: int, reading: StudyReading, models: Models, calibration: dict[str, tuple[float, float]]) -> list[dict]:
-    """Prediction rows of one study: each reading weighed against the prior by its model's (tau, floor)."""
+    """Prediction rows of one study: every reading of a cell weighed against the prior by its model's (tau, floor).
+
+    ``source`` names the kinds of model that read the cell, joined by ``+`` (``crop+nnunet``), or ``prior``.
+    """
     rows = []
     for condition in vocab.CONDITIONS:
         for level in vocab.LEVELS:
-            prior = models.prior[(condition, level)]
-            dist, source = prior, "prior"
-            if (condition, level) in reading.readings:
-                raw, model = reading.readings[(condition, level)]
-                tau, floor = calibration.get(model, (0.0, 0.0))
-                dist = combine_with_prior(prior, evidence(raw, denominator(models, model, condition, level), floor), tau)
-                source = DENSENET if model == DENSENET else "nnunet"
+            found = reading.readings.get((condition, level), {})
+            dist = fuse(models.prior[(condition, level)], found, models, condition, level, calibration)
+            source = "+".join(sorted({source_name(m) for m in found})) or "prior"
             rows.append(
                 {
                     "study_id": study,
@@ -274,6 +330,18 @@ def combine(study: int, reading: StudyReading, models: Models, calibration: dict
                 }
             )
     return rows
+
+
+READING_COLUMNS = ["study_id", "condition", "level", "model", *vocab.SEVERITY_COLUMNS]
+
+
+def reading_rows(study: int, reading: StudyReading) -> list[dict]:
+    """Each model's raw distribution per cell, for the per-model scores of the report."""
+    return [
+        {"study_id": study, "condition": c, "level": lv, "model": model, **dict(zip(vocab.SEVERITY_COLUMNS, map(float, dist)))}
+        for (c, lv), found in sorted(reading.readings.items())
+        for model, dist in sorted(found.items())
+    ]
 
 
 def prior_rows(study: int, prior) -> list[dict]:

@@ -27,6 +27,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "nnunet-prepare": ("8", "32G"),
     "nnunet-train": ("12", "48G"),
     "densenet-train": ("8", "32G"),
+    "crop-train": ("8", "32G"),
     "level-train": ("8", "32G"),
     "calibrate": ("4", "16G"),
     "bundle": ("1", "4G"),

@@ -20,6 +20,7 @@ from lumbar_core.stages import (
     balance,
     bundle,
     calibrate,
+    crop_train,
     densenet_train,
     disc_label,
     ingest,
@@ -78,6 +79,7 @@ PREDICT_TABLES = (
     Write("predictions.parquet", "per study, condition and level: the severity probabilities and their source", documents.PREDICTIONS),
     Write("levels.parquet", "the levels found per study"),
     Write("problems.parquet", "studies or levels predicted from the prior, and why", documents.PREDICT_PROBLEMS),
+    Write("readings.parquet", "each model's own severity distribution per cell, before the prior", documents.READINGS),
     Write("timing.json", "seconds per study by step; torch's threads"),
 )
 
@@ -213,6 +215,21 @@ STAGES: dict[str, StageSpec] = {
             ),
         ),
         StageSpec(
+            "crop-train",
+            crop_train.run,
+            crop_train.CropTrainParams,
+            "gpu",
+            "sagittal crop classifier for spinal canal stenosis and foraminal narrowing",
+            reads=(
+                Read("ingest", INGEST_READ, shards=True),
+                Read("vertebra-segment", ("levels.parquet",)),
+            ),
+            writes=(
+                Write("model.pt", "classifier weights and config"),
+                Write("metrics.json", "loss, accuracy, lr per epoch; crops per task; the held-out studies"),
+            ),
+        ),
+        StageSpec(
             "level-train",
             level_train.run,
             level_train.LevelTrainParams,
@@ -237,6 +254,7 @@ STAGES: dict[str, StageSpec] = {
                 Read("nnunet-prepare", ("datasets.json",)),
                 Read("nnunet-train", ("training.json", "results/*")),
                 Read("densenet-train", ("model.pt", "metrics.json")),
+                Read("crop-train", ("model.pt", "metrics.json")),
                 Read("disc-label", ()),
                 Read("balance", ("prior.json",)),
             ),
@@ -258,6 +276,7 @@ STAGES: dict[str, StageSpec] = {
                 Read("balance", ("prior.json",)),
                 Read("nnunet-train", ("training.json", "results/*")),
                 Read("densenet-train", ("model.pt", "metrics.json")),
+                Read("crop-train", ("model.pt", "metrics.json")),
                 Read("level-train", ("model.pt",)),
                 Read("calibrate", ("calibration.json",)),
             ),
@@ -267,7 +286,7 @@ STAGES: dict[str, StageSpec] = {
                     "metadata: versions, data fingerprint, classes, spacings, calibration, metrics",
                     document=documents.BundleMetadata,
                 ),
-                Write("models/*", "the U-Net, the level localiser, the DenseNet and nnU-Net's results folders"),
+                Write("models/*", "the U-Net, the level localiser, the DenseNet, the crop classifier and nnU-Net's results folders"),
                 Write("prior.json", "the training prior"),
                 Write("figures/*", "training figures for reports"),
             ),
@@ -303,15 +322,17 @@ STAGES: dict[str, StageSpec] = {
             "cpu",
             "submission.csv, score table, report.html",
             reads=(
-                Read("predict", ("predictions.parquet", "levels.parquet", "problems.parquet")),
-                Read("ingest", ("labels.parquet", "coordinates.parquet"), name_param="ingest_stage", shards=True),
+                Read("predict", ("predictions.parquet", "levels.parquet", "problems.parquet", "readings.parquet")),
+                Read("ingest", INGEST_READ, name_param="ingest_stage", shards=True),
                 Read("bundle", ("bundle.json", "prior.json", "figures/*"), uri_param="models_uri"),
             ),
             writes=(
                 Write("submission.csv", "the Kaggle submission"),
-                Write("metrics.json", "the score terms, the prior's beside them"),
+                Write("metrics.json", "the score terms, the prior's and each model's alone beside them"),
                 Write("confusion.json", "true x predicted severity (labelled studies)"),
-                Write("report.html", "score table, confusion, calibration, sources, overlays"),
+                Write(
+                    "report.html", "score table (fused and each model alone), confusion, calibration, per-study views, sources, overlays"
+                ),
             ),
         ),
     )

@@ -1,11 +1,11 @@
 """bundle (cpu): one versioned package of every trained model, the thing predict and inference read.
 
 Reads vertebra-train (U-Net), level-train (the level localiser), nnunet-train (results folders),
-densenet-train (DenseNet), calibrate (every model's weight, fitted on the prediction path), balance
+densenet-train (DenseNet), crop-train (sagittal crop classifier), calibrate (every model's weight, fitted on the prediction path), balance
 (the prior), disc-label (its spacing and region radius, overlay), vertebra-segment (overlay,
 localisation) and ingest's manifest (the training data's fingerprint).
 
-Writes under ``{run}/bundle/``: ``models/unet.pt``, ``models/localiser.pt``, ``models/densenet.pt``,
+Writes under ``{run}/bundle/``: ``models/unet.pt``, ``models/localiser.pt``, ``models/densenet.pt``, ``models/crop.pt``,
 ``models/nnunet/{family}/`` (plans.json, dataset.json, fold_0/checkpoint_final.pth), ``prior.json``,
 ``figures/*.png`` and ``bundle.json`` (:class:`lumbar_core.documents.BundleMetadata`: code and
 library versions, training data fingerprint, classes, spacings, calibration weights, validation
@@ -70,6 +70,7 @@ def run(*, run_uri: str, params: BundleParams) -> Manifest:
     balance = StageInput.open(run_uri, "balance")
     nnunet = StageInput.open(run_uri, "nnunet-train")
     densenet = StageInput.open(run_uri, "densenet-train")
+    crop = StageInput.open(run_uri, "crop-train")
     level = StageInput.open(run_uri, "level-train")
     calibrate = StageInput.open(run_uri, "calibrate")
     calibration = CalibrationResult.from_dict(calibrate.read_json("calibration.json"), where=f"{calibrate.prefix}/calibration.json")
@@ -80,6 +81,8 @@ def run(*, run_uri: str, params: BundleParams) -> Manifest:
     densenet_bytes = densenet.read_bytes("model.pt")
     out.write_bytes("models/densenet.pt", densenet_bytes)
     densenet_config = from_bytes(densenet_bytes)[1]
+    crop_bytes = crop.read_bytes("model.pt")
+    out.write_bytes("models/crop.pt", crop_bytes)
     localiser_bytes = level.read_bytes("model.pt")
     out.write_bytes("models/localiser.pt", localiser_bytes)
     _copy(balance, "prior.json", out, "prior.json")
@@ -109,12 +112,15 @@ def run(*, run_uri: str, params: BundleParams) -> Manifest:
         "level-train": level.manifest.metrics,
         "nnunet-train": nnunet.manifest.metrics,
         "densenet-train": densenet.manifest.metrics,
+        "crop-train": crop.manifest.metrics,
         "calibrate": {"studies": calibration.studies, "localisation": calibration.localisation},
     }
     if "localisation.json" in segment.manifest.files:
         validation["vertebra-segment"] = segment.read_json("localisation.json")
     data_uri = ingest.params.get("data_uri") or next((s.get("data_uri") for s in ingest.params.get("shards", [])), "")
-    sources = {s.manifest.stage: s.manifest.attempt for s in (ingest, unet, segment, disc, balance, nnunet, densenet, level, calibrate)}
+    sources = {
+        s.manifest.stage: s.manifest.attempt for s in (ingest, unet, segment, disc, balance, nnunet, densenet, crop, level, calibrate)
+    }
     meta = BundleMetadata(
         format_version=FORMAT_VERSION,
         bundle_id=out.attempt.removeprefix("attempt-"),
@@ -139,7 +145,8 @@ def run(*, run_uri: str, params: BundleParams) -> Manifest:
         prior="prior.json",
         validation=validation,
         sources=sources,
+        crop=TorchModel("models/crop.pt", from_bytes(crop_bytes)[1]),
     )
     out.write_json("bundle.json", meta.to_dict())
-    metrics = {"models": 3 + len(models), "training_studies": meta.training_data.studies, "format_version": FORMAT_VERSION}
+    metrics = {"models": 4 + len(models), "training_studies": meta.training_data.studies, "format_version": FORMAT_VERSION}
     return out.commit(params=params.to_dict(), metrics=metrics)

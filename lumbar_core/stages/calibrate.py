@@ -5,7 +5,7 @@ points; at prediction time their readings come at the levels a localiser found, 
 A model that reads well at the labelled points can read badly where a localiser puts it, and its
 weight must say so. This stage runs the whole prediction path (:mod:`lumbar_core.prediction`: the
 localiser or U-Net, level QA, nnU-Net and the DenseNet) on the training studies that every model
-left out (the intersection of what level-train, nnunet-prepare and densenet-train held out, see
+left out (the intersection of what level-train, nnunet-prepare, densenet-train and crop-train held out, see
 :func:`lumbar_core.splits.held_out_studies`) and fits each model's ``tau`` and ``floor``
 (:func:`lumbar_core.calibration.fit_tau`) on those studies' labels. A model that cannot help there
 gets a weight near zero, so its term stays at the prior.
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from lumbar_core.calibration import fit_tau
+from lumbar_core.calibration import combine_with_prior, evidence, fit_tau
 from lumbar_core.documents import Calibration, CalibrationResult, NnunetTraining, PreparedDatasets
 from lumbar_core.ingested import IngestedData
 from lumbar_core.localisation import errors_against, summary
@@ -59,6 +59,7 @@ class CalibrateParams(Params):
 
 def run_models(run_uri: str, work: Path) -> Models:
     """The models a training run has made so far, loaded as a bundle would hold them."""
+    from lumbar_core.models.crop_classifier import load_classifier
     from lumbar_core.models.densenet import load_densenet
     from lumbar_core.models.localiser import load_localiser
     from lumbar_core.models.unet import load_model
@@ -73,17 +74,21 @@ def run_models(run_uri: str, work: Path) -> Models:
         family: load_nnunet_family(family, trained, f"results/{info.output_folder}", work, spacing, info.class_frequencies)
         for family, info in training.families.items()
     }
+    crop, crop_config = load_classifier(StageInput.open(run_uri, "crop-train").read_bytes("model.pt"))
     prior = prior_from_json(StageInput.open(run_uri, "balance").read_json("prior.json"))
-    return Models(unet, unet_config, densenet, densenet_config, nnunet, prior, localiser, localiser_config)
+    return Models(
+        unet, unet_config, densenet, densenet_config, nnunet, prior, localiser, localiser_config, crop=crop, crop_config=crop_config
+    )
 
 
 def held_out(run_uri: str) -> list[int]:
     """The training studies no model of the run trained on."""
     level = set(StageInput.open(run_uri, "level-train").read_json("metrics.json")["held_out"])
     dense = set(StageInput.open(run_uri, "densenet-train").read_json("metrics.json")["held_out"])
+    crop = set(StageInput.open(run_uri, "crop-train").read_json("metrics.json")["held_out"])
     prepared = StageInput.open(run_uri, "nnunet-prepare")
     nnunet = set(PreparedDatasets.from_dict(prepared.read_json("datasets.json"), where=f"{prepared.prefix}/datasets.json").held_out)
-    return sorted(int(s) for s in level & dense & nnunet)
+    return sorted(int(s) for s in level & dense & crop & nnunet)
 
 
 def run(*, run_uri: str, params: CalibrateParams) -> Manifest:
@@ -94,7 +99,7 @@ def run(*, run_uri: str, params: CalibrateParams) -> Manifest:
     coords = data.table("coordinates")
     truth = {(int(r.study_id), r.condition, r.level): int(r.severity) for r in labels.itertuples() if pd.notna(r.severity)}
     read = ReadParams(params.foramen_offset_mm, params.region_mm, params.batch_size)
-    fits: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    cells: list[Cell] = []
     timing: dict[str, float] = defaultdict(float)
     sources: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     with tempfile.TemporaryDirectory(prefix="lumbar-calibrate-") as tmp:
@@ -117,19 +122,11 @@ def run(*, run_uri: str, params: CalibrateParams) -> Manifest:
         # the weights, on readings made as predict will make them
         for study in tqdm(studies, desc="calibrate: readings", unit="study"):
             reading = read_study(data, study, models, read, timing)
-            for (condition, level), (dist, model) in reading.readings.items():
-                if (study, condition, level) not in truth:
-                    continue
-                fits[model]["priors"].append(models.prior[(condition, level)])
-                fits[model]["dists"].append(dist)
-                fits[model]["denominators"].append(denominator(models, model, condition, level))
-                fits[model]["truth"].append(truth[(study, condition, level)])
-    calibrated = {}
-    for model, parts in sorted(fits.items()):
-        tau, floor, losses = fit_tau(
-            np.array(parts["priors"]), np.array(parts["dists"]), np.array(parts["truth"]), denominators=np.array(parts["denominators"])
-        )
-        calibrated[model] = Calibration(tau=float(tau), floor=float(floor), readings=len(parts["truth"]), losses=losses)
+            for (condition, level), found in reading.readings.items():
+                if (study, condition, level) in truth:
+                    denominators = {m: denominator(models, m, condition, level) for m in found}
+                    cells.append(Cell(models.prior[(condition, level)], found, denominators, truth[(study, condition, level)]))
+    calibrated = fit_jointly(cells)
     result = CalibrationResult(models=calibrated, studies=studies, localisation=localisation, levels_source=models.levels_source)
     out = StageOutput(run_uri, STAGE)
     out.write_json("calibration.json", result.to_dict())
@@ -139,6 +136,62 @@ def run(*, run_uri: str, params: CalibrateParams) -> Manifest:
     for source, shares in localisation.items():
         metrics |= {f"{source}_within_5mm": shares["share_within_5mm"], f"{source}_right_level": shares["share_right_level"]}
     return out.commit(params=params.to_dict(), metrics=metrics)
+
+
+@dataclass
+class Cell:
+    """One held-out (study, condition, level): the prior, each model's reading and denominator, the label."""
+
+    prior: np.ndarray
+    readings: dict[str, np.ndarray]
+    denominators: dict[str, np.ndarray]
+    truth: int
+
+
+def _fit(cells: list[Cell], model: str, others: dict[str, tuple[float, float]]) -> tuple[float, float, dict[str, float]]:
+    """``model``'s (tau, floor) on the cells it reads, on top of the prior and the ``others`` that read them too."""
+    mine = [c for c in cells if model in c.readings]
+    bases = []
+    for c in mine:
+        base = np.asarray(c.prior, dtype=float)
+        for other, (tau, floor) in sorted(others.items()):
+            if other != model and other in c.readings:
+                base = combine_with_prior(base, evidence(c.readings[other], c.denominators[other], floor), tau)
+        bases.append(base)
+    return fit_tau(
+        np.array(bases),
+        np.array([c.readings[model] for c in mine]),
+        np.array([c.truth for c in mine]),
+        denominators=np.array([c.denominators[model] for c in mine]),
+    )
+
+
+def fit_jointly(cells: list[Cell], rounds: int = 2) -> dict[str, Calibration]:
+    """Every model's (tau, floor): first each alone against the prior, then each on top of the others' current fit.
+
+    Models that read the same cells (nnU-Net and the crop classifier: spinal, foraminal) share the
+    evidence: fitted alone each would count what the other already says. A model reading cells no
+    other reads keeps its own fit.
+    """
+    names = sorted({m for c in cells for m in c.readings})
+    alone = {m: _fit(cells, m, {}) for m in names}
+    joint = {m: (tau, floor) for m, (tau, floor, _) in alone.items()}
+    losses = {m: fit[2] for m, fit in alone.items()}
+    for _ in range(rounds):
+        for m in names:
+            tau, floor, losses[m] = _fit(cells, m, joint)
+            joint[m] = (tau, floor)
+    return {
+        m: Calibration(
+            tau=float(joint[m][0]),
+            floor=float(joint[m][1]),
+            readings=sum(m in c.readings for c in cells),
+            losses=losses[m],
+            alone_tau=float(alone[m][0]),
+            alone_floor=float(alone[m][1]),
+        )
+        for m in names
+    }
 
 
 def _spinal_points(coords: pd.DataFrame, study: int) -> dict[str, np.ndarray]:

@@ -16,9 +16,11 @@ With ``shard_count`` > 1 a task predicts every ``shard_count``-th study (sorted,
 into ``{run}/{name}-shard-{i}/``, and ``predict-merge`` combines the shards into ``{run}/{name}/``.
 
 Writes under ``{run}/predict/``: ``predictions.parquet`` (study_id, condition, level, normal_mild,
-moderate, severe, source: nnunet | densenet | prior), ``levels.parquet`` (the checked levels and who
-found them), ``problems.parquet`` (level QA and unreadable studies) and ``timing.json`` (seconds per
-study by step; torch's threads, per shard once merged).
+moderate, severe, source: the kinds of model that read the cell joined by ``+``, e.g. ``crop+nnunet``,
+``densenet``, or ``prior``), ``readings.parquet`` (each model's own distribution per cell, before
+the prior: the report scores each model alone from it), ``levels.parquet`` (the checked levels and
+who found them), ``problems.parquet`` (level QA and unreadable studies) and ``timing.json`` (seconds
+per study by step; torch's threads, per shard once merged).
 """
 
 from __future__ import annotations
@@ -39,7 +41,18 @@ from lumbar_core.ingested import IngestedData
 from lumbar_core.manifest import Manifest, ManifestError, StageInput, StageOutput, shard_stage
 from lumbar_core.model_bundle import open_bundle
 from lumbar_core.params import Params
-from lumbar_core.prediction import DENSENET, Models, ReadParams, combine, load_nnunet_family, prior_rows, read_study
+from lumbar_core.prediction import (
+    CROP,
+    DENSENET,
+    READING_COLUMNS,
+    Models,
+    ReadParams,
+    combine,
+    load_nnunet_family,
+    prior_rows,
+    read_study,
+    reading_rows,
+)
 from lumbar_core.prior import prior_from_json
 
 STAGE = "predict"
@@ -62,6 +75,7 @@ class PredictParams(Params):
             training drew at that level; the distribution is prior x evidence ** tau (0 = prior only).
         densenet_tau: exponent of the DenseNet's evidence (None: the bundle's). Its loss weighted
             classes (1, 2, 4) on natural frequencies, so the evidence is (p + floor) / (w x prior).
+        crop_tau: exponent of the sagittal crop classifier's evidence (None: the bundle's); as the DenseNet's.
         max_failed_fraction: the stage fails when more than this share of its studies cannot be
             predicted for bad data (each such study is otherwise predicted from the prior).
         shard_index: this shard's number, 0-based.
@@ -76,6 +90,7 @@ class PredictParams(Params):
     batch_size: int = 16
     nnunet_tau: float | None = None
     densenet_tau: float | None = None
+    crop_tau: float | None = None
     max_failed_fraction: float = 0.25
     shard_index: int = 0
     shard_count: int = 1
@@ -90,7 +105,7 @@ class MergeParams(Params):
     name: str = STAGE
 
 
-TABLES = ("predictions.parquet", "levels.parquet", "problems.parquet")
+TABLES = ("predictions.parquet", "levels.parquet", "problems.parquet", "readings.parquet")
 # What one study's bad data raises: a study-level problem, a damaged volume (checksum, truncated or
 # not a zip). Anything else is a bug.
 DATA_ERRORS = (StudyDataError, ManifestError, zipfile.BadZipFile, EOFError)
@@ -102,6 +117,7 @@ class TooManyFailedStudiesError(RuntimeError):
 
 def bundle_models(bundle: StageInput, meta: BundleMetadata, work: Path) -> Models:
     """Every model of a bundle, loaded."""
+    from lumbar_core.models.crop_classifier import load_classifier
     from lumbar_core.models.densenet import load_densenet
     from lumbar_core.models.localiser import load_localiser
     from lumbar_core.models.unet import load_model
@@ -113,15 +129,18 @@ def bundle_models(bundle: StageInput, meta: BundleMetadata, work: Path) -> Model
         for family, model in meta.nnunet.items()
     }
     localiser, localiser_config = load_localiser(bundle.read_bytes(meta.localiser.file)) if meta.localiser else (None, None)
+    crop, crop_config = load_classifier(bundle.read_bytes(meta.crop.file)) if meta.crop else (None, None)
     prior = prior_from_json(bundle.read_json(meta.prior))
-    return Models(unet, unet_config, densenet, densenet_config, nnunet, prior, localiser, localiser_config, meta.levels_source)
+    return Models(
+        unet, unet_config, densenet, densenet_config, nnunet, prior, localiser, localiser_config, meta.levels_source, crop, crop_config
+    )
 
 
 def calibration_of(meta: BundleMetadata, params: PredictParams) -> dict[str, tuple[float, float]]:
     """Each model's (tau, floor): the bundle's, with predict's overrides."""
     out = {}
     for model, fitted in meta.calibration.items():
-        override = params.densenet_tau if model == DENSENET else params.nnunet_tau
+        override = {DENSENET: params.densenet_tau, CROP: params.crop_tau}.get(model, params.nnunet_tau)
         out[model] = (fitted.tau if override is None else override, fitted.floor)
     return out
 
@@ -131,7 +150,7 @@ def run(*, run_uri: str, params: PredictParams) -> Manifest:
     data = IngestedData.open(run_uri, params.ingest_stage)
     bundle, meta = open_bundle(params.models_uri, run_uri)
     out = StageOutput(run_uri, shard_stage(params.name, params.shard_index, params.shard_count))
-    rows, level_rows, problems = [], [], []
+    rows, level_rows, problems, raw_rows = [], [], [], []
     timing: dict[str, float] = defaultdict(float)
     studies = sorted(data.index["study_id"].unique())[params.shard_index :: params.shard_count]
     read = ReadParams(params.foramen_offset_mm, params.region_mm, params.batch_size)
@@ -148,6 +167,7 @@ def run(*, run_uri: str, params: PredictParams) -> Manifest:
                 rows += prior_rows(study, models.prior)
                 continue
             rows += combine(study, reading, models, calibration)
+            raw_rows += reading_rows(study, reading)
             level_rows += reading.levels
             problems += reading.problems
     if len(failed) > params.max_failed_fraction * len(studies):
@@ -156,7 +176,12 @@ def run(*, run_uri: str, params: PredictParams) -> Manifest:
             f"{params.max_failed_fraction}): {'; '.join(p['message'] for p in problems if p['study_id'] in failed)[:2000]}"
         )
     predictions = pd.DataFrame(rows, columns=COLUMNS)
-    frames = (predictions, pd.DataFrame(level_rows), pd.DataFrame(problems, columns=["study_id", "kind", "message"]))
+    frames = (
+        predictions,
+        pd.DataFrame(level_rows),
+        pd.DataFrame(problems, columns=["study_id", "kind", "message"]),
+        pd.DataFrame(raw_rows, columns=READING_COLUMNS),
+    )
     per_study = {k: v / max(1, len(studies)) for k, v in timing.items()}
     metrics = {"bundle": meta.bundle_id}
     return _commit(out, frames, per_study, len(studies), params=params.to_dict(), threads=_torch_threads(), extra=metrics)
@@ -171,7 +196,7 @@ def _torch_threads() -> int:
 def _commit(
     out: StageOutput, frames, per_study: dict[str, float], studies: int, *, params: dict, threads: list | int, extra: dict | None = None
 ) -> Manifest:
-    predictions, _, problems = frames
+    predictions, _, problems, _ = frames
     for name, frame in zip(TABLES, frames):
         out.write_table(name, frame)
     out.write_json("timing.json", {"seconds_per_study": per_study, "studies": studies, "threads": threads})

@@ -1,13 +1,15 @@
 """score (cpu): the Kaggle submission, the score table, and an HTML report.
 
-Reads predict (``predictions.parquet``), the labels of the predicted studies (``ingest_stage``,
-if they have any) and the model bundle (``models_uri``, default this run's): its prior, the
-baseline, and its training figures for the report.
+Reads predict (``predictions.parquet``, and ``readings.parquet`` for each model's score alone), the
+labels of the predicted studies (``ingest_stage``, if they have any) and the model bundle
+(``models_uri``, default this run's): its prior, the baseline, and its training figures for the
+report.
 
 Writes under ``{run}/score/`` (and publishes to ``{run}/score/`` itself): ``submission.csv`` (25 rows
 per study, rows normalised, the (1, 2, 4) reweighting on unless ``reweight`` is false),
 ``metrics.json`` (the four terms and the score on the labelled studies, and beside them the same for
-the (1, 2, 4)-reweighted prior of the training studies) and ``report.html`` (score table, confusion
+the (1, 2, 4)-reweighted prior of the training studies and, under ``alone``, for each kind of model
+weighed alone against the prior) and ``report.html`` (score table, confusion
 matrices, calibration plots, prediction sources, localisation and segmentation overlays), and where
 there are labels ``confusion.json`` (true x predicted severity over every labelled row, for UIs).
 """
@@ -22,12 +24,14 @@ import numpy as np
 import pandas as pd
 
 from lumbar_core import vocab
+from lumbar_core.calibration import combine_with_prior, evidence
 from lumbar_core.ingested import IngestedData
 from lumbar_core.localisation import errors_against, summary
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.model_bundle import open_bundle
 from lumbar_core.params import Params
 from lumbar_core.plots import figure, png_bytes
+from lumbar_core.prediction import denominator_of, source_name
 from lumbar_core.prior import prior_from_json, prior_submission
 from lumbar_core.score import TERMS, ScoreTable, score
 from lumbar_core.submission import make_submission, validate_submission
@@ -110,13 +114,40 @@ def _draw_calibration(axes, truth: np.ndarray, probs: np.ndarray, groups: np.nda
         ax.legend(fontsize=7)
 
 
-def _table_html(model: ScoreTable | None, prior: ScoreTable | None) -> str:
+MODEL_KINDS = {"nnunet": "nnU-Net alone", "densenet": "DenseNet alone", "crop": "crop classifier alone"}
+
+
+def alone_predictions(predictions: pd.DataFrame, readings: pd.DataFrame, meta, prior: dict) -> dict[str, np.ndarray]:
+    """Per kind of model, the probabilities of ``predictions``' rows had that model alone been weighed against the prior.
+
+    Each reading is weighed by the model's own fit (``alone_tau``; the joint ``tau`` for older bundles);
+    a cell the kind did not read keeps the prior.
+    """
+    frequencies = {family: m.class_frequencies for family, m in meta.nnunet.items()}
+    cells = {(int(r.study_id), r.condition, r.level): i for i, r in enumerate(predictions.itertuples())}
+    base = np.stack([prior[(c, lv)] for c, lv in zip(predictions["condition"], predictions["level"])])
+    out = {kind: base.copy() for kind in MODEL_KINDS}
+    for r in readings.itertuples():
+        fitted = meta.calibration.get(r.model)
+        i = cells.get((int(r.study_id), r.condition, r.level))
+        if fitted is None or i is None:
+            continue
+        tau = fitted.tau if fitted.alone_tau is None else fitted.alone_tau
+        floor = fitted.floor if fitted.alone_floor is None else fitted.alone_floor
+        raw = np.array([r.normal_mild, r.moderate, r.severe])
+        ev = evidence(raw, denominator_of(r.model, r.condition, r.level, prior, frequencies), floor)
+        out[source_name(r.model)][i] = combine_with_prior(base[i], ev, tau)
+    return out
+
+
+def _table_html(model: ScoreTable | None, prior: ScoreTable | None, alone: dict[str, ScoreTable] | None = None) -> str:
+    alone = alone or {}
+    head = "<tr><th>term</th><th>model (fused)</th><th>prior (1,2,4)</th>" + "".join(f"<th>{MODEL_KINDS[k]}</th>" for k in alone) + "</tr>"
     rows = []
     for term in (*TERMS, "score"):
-        m = f"{getattr(model, term):.4f}" if model else "-"
-        p = f"{getattr(prior, term):.4f}" if prior else "-"
-        rows.append(f"<tr><td>{term}</td><td>{m}</td><td>{p}</td></tr>")
-    return "<table><tr><th>term</th><th>model</th><th>prior (1,2,4)</th></tr>" + "".join(rows) + "</table>"
+        cells = [model, prior, *alone.values()]
+        rows.append(f"<tr><td>{term}</td>" + "".join(f"<td>{getattr(c, term):.4f}</td>" if c else "<td>-</td>" for c in cells) + "</tr>")
+    return "<table>" + head + "".join(rows) + "</table>"
 
 
 def _image(data: bytes, caption: str) -> str:
@@ -132,6 +163,55 @@ FIGURE_CAPTIONS = {
 
 def _overlays(bundle: StageInput) -> list[str]:
     return [_image(bundle.read_bytes(path), caption) for path, caption in FIGURE_CAPTIONS.items() if path in bundle.manifest.files]
+
+
+VIEW_STUDIES = 3
+_VIEW_CONDITIONS = (
+    ("spinal_canal_stenosis", "spinal canal (T2)"),
+    ("left_neural_foraminal_narrowing", "left foramen (T1)"),
+    ("right_neural_foraminal_narrowing", "right foramen (T1, mirrored)"),
+)
+
+
+def study_views(
+    data: IngestedData, levels: pd.DataFrame, predictions: pd.DataFrame, labels: pd.DataFrame, crop: dict, offset_mm: float
+) -> list[str]:
+    """For the first few studies, each level's sagittal crops (the middle slice) with the predicted probabilities and the label."""
+    from lumbar_core.sagittal_crops import study_crops
+
+    truth = {(int(r.study_id), r.condition, r.level): int(r.severity) for r in labels.itertuples()} if not labels.empty else {}
+    probs = predictions.set_index(["study_id", "condition", "level"])[list(vocab.SEVERITY_COLUMNS)]
+    names = ("N/M", "Mod", "Sev")
+    out = []
+    for study in sorted(levels["study_id"].unique())[:VIEW_STUDIES]:
+        crops = study_crops(
+            data,
+            levels,
+            int(study),
+            slices=int(crop.get("slices", 3)),
+            size=int(crop.get("size", 64)),
+            crop_mm=float(crop.get("crop_mm", 48.0)),
+            max_mm=float(crop.get("max_mm", 6.0)),
+            foramen_offset_mm=offset_mm,
+        )
+        with figure(len(vocab.LEVELS), len(_VIEW_CONDITIONS), figsize=(8, 13)) as (fig, axes):
+            for i, level in enumerate(vocab.LEVELS):
+                for j, (condition, title) in enumerate(_VIEW_CONDITIONS):
+                    ax = axes[i, j]
+                    ax.axis("off")
+                    image = crops.get((condition, level))
+                    if image is not None:
+                        ax.imshow(image[len(image) // 2], cmap="gray", vmin=0, vmax=1.2)
+                    p = probs.loc[(study, condition, level)].to_numpy() if (study, condition, level) in probs.index else None
+                    label = truth.get((int(study), condition, level))
+                    text = " ".join(f"{n} {v:.2f}" for n, v in zip(names, p)) if p is not None else "no prediction"
+                    text += f"\nlabel: {names[label] if label is not None else '-'}"
+                    ax.set_title(
+                        f"{vocab.LEVEL_TITLES[level]} {title}\n{text}" if i == 0 else f"{vocab.LEVEL_TITLES[level]}\n{text}", fontsize=7
+                    )
+            fig.tight_layout()
+            out.append(_image(png_bytes(fig), f"study {study}: crops at its levels, predicted probabilities and the label"))
+    return out
 
 
 def localisation_by_source(levels: pd.DataFrame, coords: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -196,6 +276,7 @@ def run(*, run_uri: str, params: ScoreParams) -> Manifest:
     labels = IngestedData.open(run_uri, params.ingest_stage).table("labels")
     labels = labels[labels["study_id"].isin(studies)] if not labels.empty else labels
     model_table = prior_table_score = confusion = None
+    alone_tables: dict[str, ScoreTable] = {}
     metrics: dict = {"studies": len(studies), "labelled_rows": len(labels)}
     sections = []
     if not labels.empty:
@@ -203,6 +284,10 @@ def run(*, run_uri: str, params: ScoreParams) -> Manifest:
         prior_table_score = score(labels, prior_submission(studies, prior, reweighted=True))
         metrics.update(model_table.terms())
         metrics["prior"] = prior_table_score.terms()
+        if "readings.parquet" in predict.manifest.files:
+            for kind, alone_probs in alone_predictions(predictions, predict.read_table("readings.parquet"), meta, prior).items():
+                alone_tables[kind] = score(labels, make_submission(row_ids, alone_probs, reweighted=params.reweight))
+            metrics["alone"] = {kind: table.terms() for kind, table in alone_tables.items()}
         plain = pd.DataFrame(probs, columns=list(vocab.SEVERITY_COLUMNS)).assign(row_id=row_ids).set_index("row_id")
         p = plain.loc[labels["row_id"]].to_numpy()
         p = p / p.sum(axis=1, keepdims=True)
@@ -214,7 +299,13 @@ def run(*, run_uri: str, params: ScoreParams) -> Manifest:
         confusion = pooled_confusion(truth, p)
         sections.append("<h2>Calibration</h2>" + f"<img src='data:image/png;base64,{calibration_figure(truth, p, groups)}'>")
     levels = predict.read_table("levels.parquet")
-    coords = IngestedData.open(run_uri, params.ingest_stage).table("coordinates")
+    ingested = IngestedData.open(run_uri, params.ingest_stage)
+    coords = ingested.table("coordinates")
+    views = []
+    if not levels.empty and "canal_x" in levels.columns:
+        crop_config = meta.crop.config if meta.crop else {}
+        read_params = predict.params.get("shards", [predict.params])[0]  # a merged predict keeps its shards' params
+        views = study_views(ingested, levels, predictions, labels, crop_config, float(read_params.get("foramen_offset_mm", 16.0)))
     found = localisation_by_source(levels, coords)
     if found:
         metrics["localisation"] = found
@@ -225,8 +316,10 @@ def run(*, run_uri: str, params: ScoreParams) -> Manifest:
         "<h1>Lumbar spine degeneration: score report</h1>",
         f"<p>{len(studies)} studies; {len(labels)} labelled rows; submission {'(1,2,4)-reweighted' if params.reweight else 'plain'}.</p>",
         "<h2>Score (lower is better)</h2>",
-        _table_html(model_table, prior_table_score) if model_table else "<p>No labels for these studies: no score.</p>",
+        _table_html(model_table, prior_table_score, alone_tables) if model_table else "<p>No labels for these studies: no score.</p>",
         *sections,
+        "<h2>Per study: the crops at each level, the prediction and the label</h2>",
+        *views,
         "<h2>Where each prediction came from</h2>",
         sources.to_html(),
         "<h2>Levels</h2>",

@@ -35,6 +35,7 @@ STAGE_NAMES = [
     "nnunet-prepare",
     "nnunet-train",
     "densenet-train",
+    "crop-train",
     "level-train",
     "calibrate",
     "bundle",
@@ -83,21 +84,27 @@ def test_score_outputs_follow_the_contract(trained, phantom):
     validate_submission(submission, study_ids=val_studies)
     assert len(submission) == 25 * len(val_studies)
     report = store.read_text(store.join(run, "score", "report.html"))
-    assert report.count("data:image/png;base64,") >= 4
-    assert "Confusion matrices" in report and "Calibration" in report
+    assert report.count("data:image/png;base64,") >= 4 + 3  # figures, and three studies' crops
+    assert "Confusion matrices" in report and "Calibration" in report and "crop classifier alone" in report
+    assert set(metrics["alone"]) == {"nnunet", "densenet", "crop"}
+    for terms in metrics["alone"].values():
+        assert set(terms) == {"spinal", "foraminal", "subarticular", "any_severe_spinal", "score"}
+    assert metrics["alone"]["densenet"]["spinal"] == pytest.approx(metrics["prior"]["spinal"]), "a model reads only its own cells"
 
 
 def test_predictions_come_from_the_models(trained):
     run, _, _, _ = trained
     pred = pd.read_parquet(io.BytesIO(StageInput.open(run, "predict").read_bytes("predictions.parquet")))
     sources = pred.groupby(pred["condition"].map(vocab.CONDITION_GROUP))["source"].agg(lambda s: s.value_counts().to_dict())
-    assert sources["spinal"].get("nnunet", 0) >= 0.8 * sum(sources["spinal"].values())
-    assert sources["foraminal"].get("nnunet", 0) >= 0.8 * sum(sources["foraminal"].values())
+    assert sources["spinal"].get("crop+nnunet", 0) >= 0.8 * sum(sources["spinal"].values())
+    assert sources["foraminal"].get("crop+nnunet", 0) >= 0.8 * sum(sources["foraminal"].values())
     assert sources["subarticular"].get("densenet", 0) >= 0.8 * sum(sources["subarticular"].values())
     probs = pred[list(vocab.SEVERITY_COLUMNS)].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-6)
+    readings = StageInput.open(run, "predict").read_table("readings.parquet")
+    assert set(readings["model"]) == {"nnunet-spinal", "nnunet-foraminal", "densenet", "crop"}
     timing = StageInput.open(run, "predict").read_json("timing.json")["seconds_per_study"]
-    assert set(timing) == {"decode", "levels", "nnunet", "densenet"}
+    assert set(timing) == {"decode", "levels", "nnunet", "densenet", "crop"}
 
 
 def test_densenet_learning_rate_decays_to_zero(trained):
@@ -240,19 +247,19 @@ def test_the_bundle_holds_every_model_and_its_metadata(trained):
     run = trained[0]
     bundle, meta = open_bundle("", run)
     assert isinstance(meta, documents.BundleMetadata)
-    assert {meta.unet.file, meta.localiser.file, meta.densenet.file, meta.prior} <= set(bundle.manifest.files)
+    assert {meta.unet.file, meta.localiser.file, meta.densenet.file, meta.crop.file, meta.prior} <= set(bundle.manifest.files)
     for family, model in meta.nnunet.items():
         assert f"{model.folder}/fold_0/checkpoint_final.pth" in bundle.manifest.files, family
         assert set(model.class_frequencies) == set(vocab.LEVELS)
     calibrated = StageInput.open(run, "calibrate").read_json("calibration.json")
     assert {k: v.to_dict() for k, v in meta.calibration.items()} == calibrated["models"]
-    assert set(meta.calibration) == {"nnunet-spinal", "nnunet-foraminal", "densenet"}
+    assert set(meta.calibration) == {"nnunet-spinal", "nnunet-foraminal", "densenet", "crop"}
     assert all(0.0 <= c.tau <= 1.5 and c.readings > 0 for c in meta.calibration.values())
     ingest = StageInput.open(run, "ingest").manifest
     assert meta.training_data.studies == ingest.metrics["studies"] and meta.training_data.ingest_attempt == ingest.attempt
     assert meta.libraries["torch"] and meta.libraries["nnunetv2"] and meta.code_version
     assert meta.sources["nnunet-train"] == StageInput.open(run, "nnunet-train").manifest.attempt
-    assert set(meta.validation) >= {"vertebra-train", "level-train", "nnunet-train", "densenet-train", "calibrate"}
+    assert set(meta.validation) >= {"vertebra-train", "level-train", "nnunet-train", "densenet-train", "crop-train", "calibrate"}
 
 
 def test_rerun_skips_what_is_up_to_date_and_reruns_what_follows_a_rerun_stage(run_copy, phantom, capsys):

@@ -24,6 +24,7 @@ SHORT = {
     "nnunet-train.iterations": "5",
     "nnunet-train.val_iterations": "1",
     "densenet-train.epochs": "2",
+    "crop-train.epochs": "2",
     "ingest.workers": "1",
 }
 

@@ -79,7 +79,7 @@ def test_gpu_settings_only_on_gpu_stages(compiled, name):
         assert resources["resourceCpuRequest"] and resources["resourceMemoryRequest"], executor
     expected = {"predict"}
     if name == "train":
-        expected |= {"vertebra-train", "vertebra-segment", "nnunet-train", "densenet-train", "level-train", "calibrate"}
+        expected |= {"vertebra-train", "vertebra-segment", "nnunet-train", "densenet-train", "crop-train", "level-train", "calibrate"}
     assert seen_gpu == expected
 
 

@@ -1,0 +1,167 @@
+"""crop-train (gpu): a sagittal crop classifier for spinal canal stenosis and foraminal narrowing.
+
+Reads ingest (sagittal volumes, labels) and vertebra-segment (each level's canal centre). For every
+labelled study and level it takes 2.5D crops (:mod:`lumbar_core.sagittal_crops`): a few Sagittal
+T2/STIR slices around the canal point (spinal) and a few Sagittal T1 slices around the points
+``foramen_offset_mm`` to the left and right (foraminal; the right one mirrored, so one head reads
+both sides). A timm network (``resnet18`` by default) with one head per task shared by every level
+is trained with cross-entropy weighted (1, 2, 4), AdamW and cosine decay; training crops are drawn
+a slice off a third of the time and a few pixels off, with random intensity changes.
+
+This is the approach every top solution of the competition took (a CNN on crops around each level),
+beside nnU-Net's per-pixel classes; calibrate fits the weight of its evidence on held-out studies on
+the prediction path, jointly with the other models that read the same cells.
+
+Writes under ``{run}/crop-train/``: ``model.pt`` and ``metrics.json`` (loss, validation accuracy and
+learning rate per epoch, crops used, the held-out studies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from lumbar_core import vocab
+from lumbar_core.ingested import IngestedData
+from lumbar_core.manifest import Manifest, StageInput, StageOutput
+from lumbar_core.models.augment import intensity
+from lumbar_core.models.crop_classifier import build_classifier, head_of, predict_heads, save_classifier
+from lumbar_core.models.unet import autocast, device
+from lumbar_core.params import Params
+from lumbar_core.sagittal_crops import centre, jitter, study_crops
+from lumbar_core.splits import held_out_studies
+
+STAGE = "crop-train"
+MARGIN, PAD = 1, 4  # extra slices and pixels kept around each training crop, for jitter
+
+
+@dataclass(frozen=True)
+class CropTrainParams(Params):
+    """Parameters of crop-train.
+
+    Attributes:
+        arch: a timm architecture (``resnet18``, ``resnet34``, ``efficientnet_b0``, ...).
+        weights: '' (random init) or a local file of the arch's pretrained weights (never downloaded).
+        slices: neighbouring sagittal slices per crop (odd).
+        size: crop size in pixels.
+        crop_mm: crop side in millimetres.
+        max_mm: farthest accepted distance from a level point to a sagittal slice.
+        foramen_offset_mm: distance of the foraminal crops from the canal centre, left and right
+            (predict's foramen_offset_mm).
+        epochs: passes over the crops.
+        batch_size: crops per step.
+        lr: AdamW's starting learning rate (cosine decay to zero).
+        val_fraction: share of the training studies held out (validation accuracy; calibrate fits on
+            them): :func:`lumbar_core.splits.held_out_studies`.
+        seed: random seed.
+    """
+
+    arch: str = "resnet18"
+    weights: str = ""
+    slices: int = 3
+    size: int = 64
+    crop_mm: float = 48.0
+    max_mm: float = 6.0
+    foramen_offset_mm: float = 16.0
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 1e-3
+    val_fraction: float = 0.2
+    seed: int = 0
+
+
+def samples(run_uri: str, params: CropTrainParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Crops with margins (n, slices + 2, size + 8, size + 8), severities, heads, studies and (condition, level) names."""
+    data = IngestedData.open(run_uri)
+    levels = StageInput.open(run_uri, "vertebra-segment").read_table("levels.parquet")
+    labels = data.table("labels")
+    severity = labels.set_index(["study_id", "condition", "level"])["severity"].to_dict()
+    crops, targets, heads, studies, names = [], [], [], [], []
+    for study in tqdm(sorted(labels["study_id"].unique()), desc="sagittal crops", unit="study", leave=False):
+        found = study_crops(
+            data,
+            levels,
+            int(study),
+            slices=params.slices,
+            size=params.size,
+            crop_mm=params.crop_mm,
+            max_mm=params.max_mm,
+            foramen_offset_mm=params.foramen_offset_mm,
+            margin=MARGIN,
+            pad=PAD,
+        )
+        for (condition, level), crop in found.items():
+            label = severity.get((study, condition, level))
+            if label is None or np.isnan(label):
+                continue
+            crops.append(crop)
+            targets.append(int(label))
+            heads.append(head_of(condition))
+            studies.append(int(study))
+            names.append(f"{condition}:{level}")
+    if not crops:
+        raise ValueError("crop-train found no labelled sagittal crop (no Sagittal T1 or T2 slice near any level centre)")
+    return np.stack(crops), np.array(targets), np.array(heads), np.array(studies), np.array(names)
+
+
+def run(*, run_uri: str, params: CropTrainParams) -> Manifest:
+    """Train the sagittal crop classifier; see the module docstring."""
+    import torch
+
+    if params.slices < 1 or params.slices % 2 == 0:
+        raise ValueError(f"crop-train: slices must be odd, got {params.slices}")
+    torch.manual_seed(params.seed)
+    rng = np.random.default_rng(params.seed)
+    crops, targets, heads, studies, _names = samples(run_uri, params)
+    labelled = sorted(int(s) for s in IngestedData.open(run_uri).table("labels")["study_id"].unique())
+    held_out = held_out_studies(labelled, params.val_fraction, params.seed)
+    val = np.isin(studies, held_out)
+    train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
+    val_crops = np.stack([centre(c, params.slices, params.size) for c in crops[val_idx]]) if len(val_idx) else np.zeros((0,))
+    dev = device()
+    model = build_classifier(params.arch, params.slices, params.weights).to(dev)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=1e-4)
+    steps = params.epochs * -(-len(train_idx) // params.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
+    weight = torch.tensor(vocab.SEVERITY_WEIGHTS, device=dev)
+    history = []
+    for epoch in tqdm(range(params.epochs), desc="crop-train", unit="epoch", leave=False):
+        model.train()
+        order = rng.permutation(train_idx)
+        losses = []
+        for first in range(0, len(order), params.batch_size):
+            idx = order[first : first + params.batch_size]
+            x = np.stack([intensity(jitter(crops[i], params.slices, params.size, rng), rng) for i in idx])
+            xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev)
+            with autocast(dev):
+                logits = model(xt)
+            logits = logits.float().view(-1, 2, 3)[torch.arange(len(idx)), torch.from_numpy(heads[idx]).to(dev)]
+            loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(targets[idx]).to(dev), weight=weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+        accuracy = float("nan")
+        if len(val_idx):
+            model.eval()
+            probs = predict_heads(model, val_crops, heads[val_idx])
+            accuracy = float((probs.argmax(1) == targets[val_idx]).mean())
+        history.append(
+            {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_accuracy": accuracy, "lr": optimizer.param_groups[0]["lr"]}
+        )
+    out = StageOutput(run_uri, STAGE)
+    config = {**params.to_dict(), "heads": ["spinal", "foraminal"]}
+    out.write_bytes("model.pt", save_classifier(model.eval(), config))
+    metrics = {
+        "crops": len(crops),
+        "train_crops": len(train_idx),
+        "val_crops": len(val_idx),
+        "val_accuracy": history[-1]["val_accuracy"] if history else float("nan"),
+        "device": dev.type,
+    }
+    per_task = {task: int((heads == h).sum()) for task, h in (("spinal", 0), ("foraminal", 1))}
+    out.write_json("metrics.json", {"history": history, "held_out": held_out, "crops_per_task": per_task, **metrics})
+    return out.commit(params=params.to_dict(), metrics=metrics)
