@@ -19,6 +19,7 @@ import numpy as np
 from scipy.special import ndtri
 from scipy.stats import norm
 
+from lumbar_core import labels as labels_mod
 from lumbar_core import vocab
 from lumbar_core.prevalence import REAL_PREVALENCE
 from lumbar_core.submission import make_submission
@@ -71,3 +72,43 @@ def noise_of(phantom: Path) -> float:
     """The reader noise a phantom was generated with (``truth/phantom.json``)."""
     summary = json.loads((Path(phantom) / "truth" / "phantom.json").read_text())
     return float(summary["profile"]["label_noise_sd"])
+
+
+def scores_beside_limit(data: Path, run: str | None = None) -> dict[str, dict[str, float]]:
+    """Score terms of ``limit``, ``prior`` and (given a training run) ``model`` on the same studies.
+
+    With a run: its validation studies, its bundle's prior and its submission; without: every
+    training study of the phantom and their own label frequencies as the prior.
+    """
+    import pandas as pd
+
+    from lumbar_core.manifest import StageInput
+    from lumbar_core.prior import prior_from_json, prior_submission
+    from lumbar_core.score import score
+
+    data = Path(data)
+    labels = labels_mod.from_wide(pd.read_csv(data / "train.csv"), source=str(data / "train.csv"))
+    if run:
+        studies = StageInput.open(run, "ingest-validation").params["studies"]
+        prior = prior_from_json(StageInput.open(run, "bundle").read_json("prior.json"))
+    else:
+        studies = sorted(labels["study_id"].unique())
+        prior = {
+            (c, lv): (rows["severity"].value_counts().reindex([0, 1, 2], fill_value=0).to_numpy() + 1.0) / (len(rows) + 3.0)
+            for (c, lv), rows in labels.groupby(["condition", "level"])
+        }
+    labels = labels[labels["study_id"].isin(studies)]
+    out = {
+        "limit": score(labels, limit_submission(data, studies, noise_of(data))).terms(),
+        "prior": score(labels, prior_submission(studies, prior, reweighted=True)).terms(),
+    }
+    if run:
+        from lumbar_core import store
+
+        out["model"] = score(labels, pd.read_csv(store.bytes_io(store.join(run, "score", "submission.csv")))).terms()
+    return out
+
+
+def gap_closed(model: float, prior: float, limit: float) -> float:
+    """The share of the prior-to-limit gap a model's score closed."""
+    return (prior - model) / (prior - limit) if prior != limit else float("nan")
