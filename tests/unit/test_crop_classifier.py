@@ -106,3 +106,12 @@ def test_two_models_saying_the_same_thing_are_not_counted_twice():
     assert fitted["a"].alone_tau > 0.3, "each model alone is worth a weight"
     assert joint["a"] + joint["b"] < alone["a"] + alone["b"] - 0.2, "together they share it"
     assert loss(joint) <= loss(alone)
+
+
+def test_the_limit_beats_the_prior_on_a_phantom(phantom):
+    from lumbar_core.synthetic.limit import gap_closed, scores_beside_limit
+
+    table = scores_beside_limit(phantom)
+    for term in ("spinal", "foraminal", "subarticular", "score"):
+        assert table["limit"][term] < 0.8 * table["prior"][term], (term, table)
+    assert gap_closed(table["limit"]["score"], table["prior"]["score"], table["limit"]["score"]) == 1.0
