@@ -25,7 +25,7 @@ PY
 import json, sys
 from lumbar_core.manifest import StageInput
 run = sys.argv[1]
-for stage in ("vertebra-train", "nnunet-train", "densenet-train"):
+for stage in ("vertebra-train", "nnunet-train", "densenet-train", "crop-train"):
     print(stage, "device:", StageInput.open(run, stage).manifest.metrics.get("device"))
 for family, info in StageInput.open(run, "nnunet-train").read_json("training.json")["families"].items():
     last = info["pseudo_dice"][-1] if info["pseudo_dice"] else {}

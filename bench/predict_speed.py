@@ -24,6 +24,7 @@ QUICK = {
     "nnunet-train.iterations": "5",
     "nnunet-train.val_iterations": "2",
     "densenet-train.epochs": "2",
+    "crop-train.epochs": "2",
 }
 
 
@@ -41,7 +42,7 @@ def main() -> None:
         timing = StageInput.open(run, "predict").read_json("timing.json")
     per_step = timing["seconds_per_study"]
     print(f"predict on {timing['studies']} realistic studies (384 px sagittal, 320 px axial), CPU:")
-    for step in ("decode", "segmentation", "nnunet", "densenet"):
+    for step in ("decode", "levels", "nnunet", "densenet", "crop"):
         print(f"  {step:<13}{per_step.get(step, 0.0):7.2f} s/study")
     print(f"  {'total':<13}{sum(per_step.values()):7.2f} s/study   (competition budget: about 45 s/study on one GPU)")
 

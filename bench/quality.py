@@ -27,7 +27,8 @@ LONGER = {
     "nnunet-train.iterations": "125",
     "nnunet-train.val_iterations": "10",
     "densenet-train.epochs": "15",
-    "crop-train.epochs": "25",
+    "crop-train.epochs": "15",
+    "level-train.epochs": "12",
     "run.validation_fraction": "0.25",
 }
 

@@ -328,9 +328,10 @@ def test_the_tiny_profile_beats_the_prior(trained):
     _, metrics, _, _ = trained
     prior = metrics["prior"]
     table = {term: (round(metrics[term], 4), round(prior[term], 4)) for term in (*TERMS, "score")}
-    # seen on this phantom: about -15% overall, subarticular -45% (bench/quality.py, 240 studies, longer: -45%)
-    assert metrics["score"] <= 0.95 * prior["score"], f"(model, prior) per term: {table}"
-    assert metrics["subarticular"] <= 0.85 * prior["subarticular"], f"(model, prior) per term: {table}"
+    # seen with the crop classifier: -35% to -42% overall on the demo's phantom (three runs), every term better
+    assert metrics["score"] <= 0.8 * prior["score"], f"(model, prior) per term: {table}"
+    for term in ("spinal", "foraminal", "subarticular"):
+        assert metrics[term] <= 0.9 * prior[term], f"{term}: (model, prior) per term: {table}"
 
 
 def test_fitted_weights_are_recorded_and_used(trained):
