@@ -66,8 +66,8 @@ def test_the_console_shows_one_line_per_task_and_the_score_table(kfp_run):
     tasks = [line.split() for line in lines if line.endswith(" min")]
     assert tasks and all(parts[1] == "SUCCESS" for parts in tasks), lines
     # every stage and helper task ran once per task of the pipeline: 2 x (fan-out + 2 ingest shards + merge),
-    # split, 9 training stages (level-train and calibrate among them), bundle, fan-out + 2 predict shards + merge, score
-    assert len(tasks) == 2 * 4 + 1 + 9 + 1 + 4 + 1, [p[0] for p in tasks]
+    # split, 10 training stages (crop-train, level-train and calibrate among them), bundle, fan-out + 2 predict shards + merge, score
+    assert len(tasks) == 2 * 4 + 1 + 10 + 1 + 4 + 1, [p[0] for p in tasks]
     assert "any_severe_spinal" in console and "report:" in console
     assert len(lines) < len(tasks) + 15, "kfp.local's own output stays in the log"
     text = log.read_text()
