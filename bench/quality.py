@@ -28,7 +28,6 @@ LONGER = {
     "nnunet-train.val_iterations": "10",
     "densenet-train.epochs": "15",
     "crop-train.epochs": "15",
-    "level-train.epochs": "12",
     "run.validation_fraction": "0.25",
 }
 
