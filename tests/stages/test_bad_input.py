@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,12 +93,6 @@ def _duplicate_instance(data: Data) -> str:
     return labelled.name
 
 
-def _unreadable(data: Data) -> str:
-    path = data.files(data.studies[0], vocab.AXIAL_T2)[0]
-    path.chmod(0)
-    return path.name
-
-
 def _nan_coordinate(data: Data) -> str:
     _, line = data.labelled(data.studies[0], vocab.SAGITTAL_T1)
     data.edit_csv("train_label_coordinates.csv", lambda t: t.assign(x=t["x"].where(t.index != line - 2, np.nan)))
@@ -136,7 +131,6 @@ PROBLEMS = [
     ("no position", lambda d: _one(d, vocab.AXIAL_T2, lambda ds: delattr(ds, "ImagePositionPatient")), "missing geometry", None),
     ("truncated file", lambda d: _replace_bytes(d.files(d.studies[0], vocab.SAGITTAL_T2)[2], lambda b: b[:400]), "unreadable", None),
     ("text instead of DICOM", lambda d: _replace_bytes(d.files(d.studies[1], vocab.SAGITTAL_T2)[0], lambda b: b"not a dicom"), "unreadable", None),
-    ("unreadable file (permissions)", _unreadable, "unreadable", None),
     ("MONOCHROME1 series", _monochrome1, "converted", None),
     ("byte copy under another name", _byte_copy, "duplicate file", None),
     ("duplicate InstanceNumber on a labelled image", _duplicate_instance, "label points at ambiguous instance", None),
@@ -182,20 +176,65 @@ def base(phantom, tmp_path_factory) -> Data:
 
 
 @pytest.fixture
-def data(base, tmp_path) -> Data:
-    root = tmp_path / "data"
-    shutil.copytree(base.root, root)
-    return Data(root, base.studies)
+def data(base) -> Iterator[Data]:
+    """A copy of the two studies in a folder any user may read (the permissions case runs ingest as another user)."""
+    with tempfile.TemporaryDirectory(prefix="lumbar-bad-input-") as tmp:
+        Path(tmp).chmod(0o755)
+        root = Path(tmp) / "data"
+        shutil.copytree(base.root, root)
+        yield Data(root, base.studies)
 
 
 def _ingest(data: Data, run_uri: Path, *extra: str) -> int:
     return main(["stage", "ingest", "--data", str(data.root), "--run", str(run_uri), "--workers", "1", *extra])
 
 
+NOBODY = 65534
+
+
+def _as_nobody(fn: Callable[[], int]) -> int:
+    """``fn()`` in a forked child running as user and group 65534; its return value (1 if it raised).
+
+    Root reads a file whatever its mode, so a permission problem only shows to another user. The
+    parent has imported what the child needs (the child cannot read the interpreter's own folder).
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root, run, report, exit without pytest's teardown
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            code = fn()
+        finally:
+            os.write(write_end, bytes([code & 0xFF]))
+            os._exit(0)
+    os.close(write_end)
+    code = os.read(read_end, 1)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return code[0] if code else 1
+
+
+def test_a_file_without_read_permission_is_a_problem_not_a_traceback(data, tmp_path):
+    run = data.root.parent / "run"
+    run.mkdir()
+    run.chmod(0o777)
+    assert _ingest(data, tmp_path / "warm-up") == 0  # imports everything ingest needs, before any fork
+    path = data.files(data.studies[0], vocab.AXIAL_T2)[0]
+    path.chmod(0)
+    code = _as_nobody(lambda: _ingest(data, run)) if os.geteuid() == 0 else _ingest(data, run)
+    assert code == 0
+    problems = IngestedData.open(str(run)).problems
+    unreadable = problems[problems["kind"] == "unreadable"]
+    assert unreadable["file"].str.endswith(path.name).any(), problems[["kind", "file"]].to_dict("records")
+    assert unreadable["message"].str.contains("Permission denied").any(), unreadable["message"].tolist()
+
+
 @pytest.mark.parametrize(("name", "breaker", "kind", "where"), PROBLEMS, ids=[c[0] for c in PROBLEMS])
 def test_a_problem_is_reported_and_the_rest_ingested(data, tmp_path, name, breaker, kind, where):
-    if name.startswith("unreadable") and os.geteuid() == 0:
-        pytest.skip("root reads files whatever their permissions")
     culprit = breaker(data)
     out = tmp_path / "run"
     assert _ingest(data, out) == 0
