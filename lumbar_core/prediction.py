@@ -300,12 +300,14 @@ def source_name(model: str) -> str:
     return "nnunet" if model.startswith("nnunet-") else model
 
 
-def fuse(prior: np.ndarray, readings: dict[str, np.ndarray], models: Models, condition: str, level: str, calibration) -> np.ndarray:
-    """The prior times each model's evidence ** tau, normalised (the prior alone without readings)."""
+def fuse(
+    prior: np.ndarray, readings: dict[str, np.ndarray], denominators: dict[str, np.ndarray], calibration: dict[str, tuple[float, float]]
+) -> np.ndarray:
+    """The prior times each model's evidence ** tau, normalised; a model without (tau, floor) in ``calibration`` adds nothing."""
     dist = np.asarray(prior, dtype=float)
     for model, raw in sorted(readings.items()):
         tau, floor = calibration.get(model, (0.0, 0.0))
-        dist = combine_with_prior(dist, evidence(raw, denominator(models, model, condition, level), floor), tau)
+        dist = combine_with_prior(dist, evidence(raw, denominators[model], floor), tau)
     return dist
 
 
@@ -318,7 +320,8 @@ def combine(study: int, reading: StudyReading, models: Models, calibration: dict
     for condition in vocab.CONDITIONS:
         for level in vocab.LEVELS:
             found = reading.readings.get((condition, level), {})
-            dist = fuse(models.prior[(condition, level)], found, models, condition, level, calibration)
+            denominators = {m: denominator(models, m, condition, level) for m in found}
+            dist = fuse(models.prior[(condition, level)], found, denominators, calibration)
             source = "+".join(sorted({source_name(m) for m in found})) or "prior"
             rows.append(
                 {

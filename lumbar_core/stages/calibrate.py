@@ -30,13 +30,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from lumbar_core.calibration import combine_with_prior, evidence, fit_tau
+from lumbar_core.calibration import fit_tau
 from lumbar_core.documents import Calibration, CalibrationResult, NnunetTraining, PreparedDatasets
 from lumbar_core.ingested import IngestedData
 from lumbar_core.localisation import errors_against, summary
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.params import Params
-from lumbar_core.prediction import Models, ReadParams, checked_levels, denominator, load_nnunet_family, read_study
+from lumbar_core.prediction import Models, ReadParams, checked_levels, denominator, fuse, load_nnunet_family, read_study
 from lumbar_core.prior import prior_from_json
 
 STAGE = "calibrate"
@@ -151,13 +151,7 @@ class Cell:
 def _fit(cells: list[Cell], model: str, others: dict[str, tuple[float, float]]) -> tuple[float, float, dict[str, float]]:
     """``model``'s (tau, floor) on the cells it reads, on top of the prior and the ``others`` that read them too."""
     mine = [c for c in cells if model in c.readings]
-    bases = []
-    for c in mine:
-        base = np.asarray(c.prior, dtype=float)
-        for other, (tau, floor) in sorted(others.items()):
-            if other != model and other in c.readings:
-                base = combine_with_prior(base, evidence(c.readings[other], c.denominators[other], floor), tau)
-        bases.append(base)
+    bases = [fuse(c.prior, {o: r for o, r in c.readings.items() if o != model}, c.denominators, others) for c in mine]
     return fit_tau(
         np.array(bases),
         np.array([c.readings[model] for c in mine]),

@@ -72,13 +72,13 @@ class CropTrainParams(Params):
     seed: int = 0
 
 
-def samples(run_uri: str, params: CropTrainParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Crops with margins (n, slices + 2, size + 8, size + 8), severities, heads, studies and (condition, level) names."""
+def samples(run_uri: str, params: CropTrainParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Crops with margins (n, slices + 2, size + 8, size + 8), their severities, heads and studies."""
     data = IngestedData.open(run_uri)
     levels = StageInput.open(run_uri, "vertebra-segment").read_table("levels.parquet")
     labels = data.table("labels")
     severity = labels.set_index(["study_id", "condition", "level"])["severity"].to_dict()
-    crops, targets, heads, studies, names = [], [], [], [], []
+    crops, targets, heads, studies = [], [], [], []
     for study in tqdm(sorted(labels["study_id"].unique()), desc="sagittal crops", unit="study", leave=False):
         found = study_crops(
             data,
@@ -100,10 +100,9 @@ def samples(run_uri: str, params: CropTrainParams) -> tuple[np.ndarray, np.ndarr
             targets.append(int(label))
             heads.append(head_of(condition))
             studies.append(int(study))
-            names.append(f"{condition}:{level}")
     if not crops:
         raise ValueError("crop-train found no labelled sagittal crop (no Sagittal T1 or T2 slice near any level centre)")
-    return np.stack(crops), np.array(targets), np.array(heads), np.array(studies), np.array(names)
+    return np.stack(crops), np.array(targets), np.array(heads), np.array(studies)
 
 
 def run(*, run_uri: str, params: CropTrainParams) -> Manifest:
@@ -114,7 +113,7 @@ def run(*, run_uri: str, params: CropTrainParams) -> Manifest:
         raise ValueError(f"crop-train: slices must be odd, got {params.slices}")
     torch.manual_seed(params.seed)
     rng = np.random.default_rng(params.seed)
-    crops, targets, heads, studies, _names = samples(run_uri, params)
+    crops, targets, heads, studies = samples(run_uri, params)
     labelled = sorted(int(s) for s in IngestedData.open(run_uri).table("labels")["study_id"].unique())
     held_out = held_out_studies(labelled, params.val_fraction, params.seed)
     val = np.isin(studies, held_out)

@@ -18,20 +18,20 @@ from __future__ import annotations
 
 import base64
 import html
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from lumbar_core import vocab
-from lumbar_core.calibration import combine_with_prior, evidence
 from lumbar_core.ingested import IngestedData
 from lumbar_core.localisation import errors_against, summary
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.model_bundle import open_bundle
 from lumbar_core.params import Params
 from lumbar_core.plots import figure, png_bytes
-from lumbar_core.prediction import denominator_of, source_name
+from lumbar_core.prediction import denominator_of, fuse, source_name
 from lumbar_core.prior import prior_from_json, prior_submission
 from lumbar_core.score import TERMS, ScoreTable, score
 from lumbar_core.submission import make_submission, validate_submission
@@ -124,19 +124,25 @@ def alone_predictions(predictions: pd.DataFrame, readings: pd.DataFrame, meta, p
     a cell the kind did not read keeps the prior.
     """
     frequencies = {family: m.class_frequencies for family, m in meta.nnunet.items()}
+    alone = {
+        model: (
+            fitted.tau if fitted.alone_tau is None else fitted.alone_tau,
+            fitted.floor if fitted.alone_floor is None else fitted.alone_floor,
+        )
+        for model, fitted in meta.calibration.items()
+    }
     cells = {(int(r.study_id), r.condition, r.level): i for i, r in enumerate(predictions.itertuples())}
     base = np.stack([prior[(c, lv)] for c, lv in zip(predictions["condition"], predictions["level"])])
-    out = {kind: base.copy() for kind in MODEL_KINDS}
+    found: dict[tuple[str, int], dict[str, np.ndarray]] = defaultdict(dict)  # (kind, row) -> model -> raw distribution
     for r in readings.itertuples():
-        fitted = meta.calibration.get(r.model)
         i = cells.get((int(r.study_id), r.condition, r.level))
-        if fitted is None or i is None:
-            continue
-        tau = fitted.tau if fitted.alone_tau is None else fitted.alone_tau
-        floor = fitted.floor if fitted.alone_floor is None else fitted.alone_floor
-        raw = np.array([r.normal_mild, r.moderate, r.severe])
-        ev = evidence(raw, denominator_of(r.model, r.condition, r.level, prior, frequencies), floor)
-        out[source_name(r.model)][i] = combine_with_prior(base[i], ev, tau)
+        if r.model in alone and i is not None:
+            found[(source_name(r.model), i)][r.model] = np.array([r.normal_mild, r.moderate, r.severe])
+    out = {kind: base.copy() for kind in MODEL_KINDS}
+    for (kind, i), raw in found.items():
+        condition, level = predictions["condition"].iat[i], predictions["level"].iat[i]
+        denominators = {m: denominator_of(m, condition, level, prior, frequencies) for m in raw}
+        out[kind][i] = fuse(base[i], raw, denominators, alone)
     return out
 
 

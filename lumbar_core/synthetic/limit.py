@@ -78,12 +78,12 @@ def scores_beside_limit(data: Path, run: str | None = None) -> dict[str, dict[st
     """Score terms of ``limit``, ``prior`` and (given a training run) ``model`` on the same studies.
 
     With a run: its validation studies, its bundle's prior and its submission; without: every
-    training study of the phantom and their own label frequencies as the prior.
+    training study of the phantom and the prior of their labels (:func:`lumbar_core.prior.prior_table`).
     """
     import pandas as pd
 
     from lumbar_core.manifest import StageInput
-    from lumbar_core.prior import prior_from_json, prior_submission
+    from lumbar_core.prior import prior_from_json, prior_submission, prior_table
     from lumbar_core.score import score
 
     data = Path(data)
@@ -93,10 +93,7 @@ def scores_beside_limit(data: Path, run: str | None = None) -> dict[str, dict[st
         prior = prior_from_json(StageInput.open(run, "bundle").read_json("prior.json"))
     else:
         studies = sorted(labels["study_id"].unique())
-        prior = {
-            (c, lv): (rows["severity"].value_counts().reindex([0, 1, 2], fill_value=0).to_numpy() + 1.0) / (len(rows) + 3.0)
-            for (c, lv), rows in labels.groupby(["condition", "level"])
-        }
+        prior = prior_table(labels)
     labels = labels[labels["study_id"].isin(studies)]
     out = {
         "limit": score(labels, limit_submission(data, studies, noise_of(data))).terms(),
