@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -110,6 +111,9 @@ class Solid:
         q = np.abs((points - self.centre) @ self.axes) / self.half
         if self.exponent == 0:
             return (q[..., 0] <= 1) & (q[..., 1] ** 2 + q[..., 2] ** 2 <= 1)
+        if self.exponent == 2:
+            q = q * q
+            return q[..., 0] + q[..., 1] + q[..., 2] <= 1
         e = self.exponent
         return q[..., 0] ** e + q[..., 1] ** e + q[..., 2] ** e <= 1
 
@@ -167,17 +171,22 @@ class Anatomy:
         """Canonical-frame points -> world (pose applied)."""
         return np.asarray(canonical) @ self.pose_rotation.T + self.pose_shift
 
+    @cached_property
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every solid's centre (S, 3) and bounding-ball radius (S,), for culling solids a plane misses."""
+        return np.array([s.centre for s in self.solids]), np.array([s.radius for s in self.solids])
+
     def labels_on(self, plane: Plane) -> np.ndarray:
         """Tissue label (rows, cols) uint8 of every pixel centre of a plane."""
         out = np.zeros((plane.rows, plane.cols), dtype=np.uint8)
-        normal = plane.normal
         ys, xs = np.mgrid[0 : plane.rows, 0 : plane.cols]
         world = plane.pixel_to_world(xs, ys)  # (rows, cols, 3), once per plane
-        for solid in self.solids:
-            r = solid.radius
-            rel = solid.centre - plane.ipp
-            if abs(rel @ normal) > r:
+        centres, radii = self._bounds
+        near = np.abs((centres - plane.ipp) @ plane.normal) <= radii
+        for solid, r, hit in zip(self.solids, radii, near):
+            if not hit:
                 continue
+            rel = solid.centre - plane.ipp
             c0, r0 = rel @ plane.row_dir / plane.col_spacing, rel @ plane.col_dir / plane.row_spacing
             dc, dr = r / plane.col_spacing, r / plane.row_spacing
             x0, x1 = max(0, int(np.floor(c0 - dc))), min(plane.cols, int(np.ceil(c0 + dc)) + 1)
