@@ -217,6 +217,25 @@ def read_study(data: IngestedData, study: int, models: Models, params: ReadParam
         }
         for lv in vocab.LEVELS
     ]
+    readings = read_at_levels(data, study, volumes, canal, models, params, timing)
+    return StudyReading(readings, level_rows, problems)
+
+
+def read_at_levels(
+    data: IngestedData,
+    study: int,
+    volumes: dict[tuple[int, int], Volume],
+    canal: dict[str, np.ndarray],
+    models: Models,
+    params: ReadParams,
+    timing: dict,
+) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """Each model's reading per (condition, level) at the given canal points (world, per level).
+
+    ``volumes`` holds the study's sagittal stacks by (series, stack); ``timing`` gains each model's seconds.
+    """
+    index = data.index[data.index["study_id"] == study]
+    sagittal = index[index["orientation"] == "sagittal"]
     readings: dict[tuple[str, str], dict[str, np.ndarray]] = defaultdict(dict)
     t0 = time.perf_counter()
     for r in sagittal.itertuples():
@@ -233,7 +252,18 @@ def read_study(data: IngestedData, study: int, models: Models, params: ReadParam
     timing["nnunet"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     cfg = models.densenet_config
-    found_levels = pd.DataFrame([row for row in level_rows if row["source"] != "missing"])
+    found_levels = pd.DataFrame(
+        [
+            {
+                "study_id": study,
+                "level": lv,
+                "source": "given",
+                **{f"{k}_{a}": float(v) for k in ("canal", "disc") for a, v in zip("xyz", canal[lv])},
+            }
+            for lv in vocab.LEVELS
+            if lv in canal
+        ]
+    )
     crops = level_crops(data, found_levels, study, size=cfg["size"], crop_mm=cfg["crop_mm"], max_mm=cfg["max_mm"]) if canal else {}
     if crops:
         from lumbar_core.models.densenet import predict_sides
@@ -249,7 +279,7 @@ def read_study(data: IngestedData, study: int, models: Models, params: ReadParam
         for key, dist in _crop_readings(data, study, found_levels, models, params).items():
             readings[key][CROP] = dist
         timing["crop"] += time.perf_counter() - t0
-    return StudyReading(dict(readings), level_rows, problems)
+    return dict(readings)
 
 
 def _crop_readings(
