@@ -10,6 +10,11 @@ import numpy as np
 from lumbar_core.models.checkpoint import from_bytes, read_pretrained, to_bytes
 
 ENCODERS = ("resnet18", "resnet34", "resnet50")
+#: decoder widths from the deepest block up: half of segmentation-models-pytorch's default, which costs a
+#: third more per step for classes this coarse (vertebrae, five level points)
+DECODER_CHANNELS = (128, 64, 32, 16, 16)
+#: what models saved without ``decoder_channels`` in their config were built with (smp's default)
+OLD_DECODER_CHANNELS = (256, 128, 64, 32, 16)
 
 
 def device():
@@ -26,7 +31,7 @@ def autocast(dev):
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
 
 
-def build_unet(encoder: str, classes: int, encoder_weights: str = ""):
+def build_unet(encoder: str, classes: int, encoder_weights: str = "", decoder_channels: tuple[int, ...] = DECODER_CHANNELS):
     """A U-Net; ``encoder_weights`` is '' (random init) or a local file of encoder weights (no download).
 
     A 3-channel first convolution in the file is summed over its input channels to fit one channel.
@@ -35,7 +40,7 @@ def build_unet(encoder: str, classes: int, encoder_weights: str = ""):
 
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
-    model = smp.Unet(encoder_name=encoder, encoder_weights=None, in_channels=1, classes=classes)
+    model = smp.Unet(encoder_name=encoder, encoder_weights=None, in_channels=1, classes=classes, decoder_channels=tuple(decoder_channels))
     if encoder_weights:
         path = Path(encoder_weights)
         state = {k: v for k, v in read_pretrained(path, "encoder weights", stem="conv1.weight").items() if not k.startswith("fc.")}
@@ -72,6 +77,11 @@ def predict(model, slices: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
     return np.concatenate([logits.argmax(axis=1).astype(np.uint8) for logits in forward(model, slices, batch_size=batch_size)])
 
 
+def decoder_of(config: dict) -> tuple[int, ...]:
+    """The decoder widths a saved model was built with."""
+    return tuple(config.get("decoder_channels", OLD_DECODER_CHANNELS))
+
+
 def save_model(model, config: dict) -> bytes:
     """``model.pt`` bytes: weights and the config needed to rebuild the network."""
     return to_bytes(model, config)
@@ -80,6 +90,6 @@ def save_model(model, config: dict) -> bytes:
 def load_model(data: bytes):
     """The U-Net and its config from ``model.pt`` bytes, on the best device, in eval mode."""
     weights, config = from_bytes(data)
-    model = build_unet(config["encoder"], len(config["classes"]))
+    model = build_unet(config["encoder"], len(config["classes"]), decoder_channels=decoder_of(config))
     model.load_state_dict(weights)
     return model.to(device()).eval(), config
