@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Check and time the GPU paths on a CUDA machine (e.g. the device tool's H100/H200): the quality
-# benchmark (tiny image profile, phantom seed 3) with a GPU training budget, then where each training
+# Check and time the GPU paths on a CUDA machine (e.g. the device tool's H100/H200): first the
+# realistic profile end to end with every training stage cut to one epoch, and predict's seconds per
+# study with those realistic-profile models (bench/predict_speed.py --models realistic); then the quality
+# benchmark (tiny image profile, phantom seed 3) with a GPU training budget, where each training
 # stage ran, each stage's seconds and predict's seconds per study. Run from the repository root:
 #   bash bench/gpu_check.sh [--studies 60] [--set stage.key=value ...]
 # PYTHON picks the interpreter (default .venv/bin/python); WORK the working folder; LOG the log file.
@@ -17,6 +19,7 @@ import torch
 assert torch.cuda.is_available(), "no CUDA device: this check is for a GPU machine"
 print("device:", torch.cuda.get_device_name(0), "| torch", torch.__version__, "| bf16:", torch.cuda.is_bf16_supported(), "| cpus:", os.cpu_count())
 PY
+"$PYTHON" bench/predict_speed.py --models realistic --studies 3 2>&1 | tee "$LOG.speed"
 # A GPU budget: nnU-Net (the slowest learner on the CPU) gets 2x the CPU benchmark's iterations.
 "$PYTHON" bench/quality.py --run "$WORK/quality" \
   --set nnunet-train.epochs=20 --set nnunet-train.iterations=150 --set nnunet-train.val_iterations=10 \

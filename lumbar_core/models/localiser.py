@@ -14,13 +14,13 @@ import numpy as np
 from lumbar_core import vocab
 from lumbar_core.ingested import Volume
 from lumbar_core.models.checkpoint import from_bytes, to_bytes
-from lumbar_core.models.unet import DECODER_CHANNELS, build_unet, decoder_of, device, forward
+from lumbar_core.models.unet import NARROW_DECODER_CHANNELS, build_unet, decoder_of, device, forward
 from lumbar_core.sagittal import Canonical, canonical_of_stack, normalise, resample_slice
 
 LEVELS = vocab.LEVELS
 
 
-def build_localiser(encoder: str, unet_state: dict | None = None, decoder_channels: tuple[int, ...] = DECODER_CHANNELS):
+def build_localiser(encoder: str, unet_state: dict | None = None, decoder_channels: tuple[int, ...] = NARROW_DECODER_CHANNELS):
     """A localiser U-Net (one channel per level); ``unet_state`` (a vertebra U-Net's weights) starts its encoder."""
     model = build_unet(encoder, len(LEVELS), decoder_channels=decoder_channels)
     if unet_state is not None:

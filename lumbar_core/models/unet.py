@@ -10,11 +10,12 @@ import numpy as np
 from lumbar_core.models.checkpoint import from_bytes, read_pretrained, to_bytes
 
 ENCODERS = ("resnet18", "resnet34", "resnet50")
-#: decoder widths from the deepest block up: half of segmentation-models-pytorch's default, which costs a
-#: third more per step for classes this coarse (vertebrae, five level points)
-DECODER_CHANNELS = (128, 64, 32, 16, 16)
-#: what models saved without ``decoder_channels`` in their config were built with (smp's default)
-OLD_DECODER_CHANNELS = (256, 128, 64, 32, 16)
+#: segmentation-models-pytorch's decoder widths (deepest block first): the vertebra U-Net's, and what
+#: models saved without ``decoder_channels`` in their config were built with
+SMP_DECODER_CHANNELS = (256, 128, 64, 32, 16)
+#: half as wide: the level localiser's (five point maps; a third less compute per step; the vertebra
+#: U-Net learnt its classes markedly slower with it in a few epochs)
+NARROW_DECODER_CHANNELS = (128, 64, 32, 16, 16)
 
 
 def device():
@@ -31,7 +32,7 @@ def autocast(dev):
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
 
 
-def build_unet(encoder: str, classes: int, encoder_weights: str = "", decoder_channels: tuple[int, ...] = DECODER_CHANNELS):
+def build_unet(encoder: str, classes: int, encoder_weights: str = "", decoder_channels: tuple[int, ...] = SMP_DECODER_CHANNELS):
     """A U-Net; ``encoder_weights`` is '' (random init) or a local file of encoder weights (no download).
 
     A 3-channel first convolution in the file is summed over its input channels to fit one channel.
@@ -79,7 +80,7 @@ def predict(model, slices: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
 
 def decoder_of(config: dict) -> tuple[int, ...]:
     """The decoder widths a saved model was built with."""
-    return tuple(config.get("decoder_channels", OLD_DECODER_CHANNELS))
+    return tuple(config.get("decoder_channels", SMP_DECODER_CHANNELS))
 
 
 def save_model(model, config: dict) -> bytes:
