@@ -89,7 +89,9 @@ def scores_beside_limit(data: Path, run: str | None = None) -> dict[str, dict[st
     data = Path(data)
     labels = labels_mod.from_wide(pd.read_csv(data / "train.csv"), source=str(data / "train.csv"))
     if run:
-        studies = StageInput.open(run, "ingest-validation").params["studies"]
+        from lumbar_core.ingested import IngestedData
+
+        studies = sorted(int(s) for s in IngestedData.open(run, "ingest-validation").index["study_id"].unique())
         prior = prior_from_json(StageInput.open(run, "bundle").read_json("prior.json"))
     else:
         studies = sorted(labels["study_id"].unique())
