@@ -14,15 +14,15 @@ import numpy as np
 from lumbar_core import vocab
 from lumbar_core.ingested import Volume
 from lumbar_core.models.checkpoint import from_bytes, to_bytes
-from lumbar_core.models.unet import NARROW_DECODER_CHANNELS, build_unet, decoder_of, device, forward
+from lumbar_core.models.unet import build_unet, device, forward
 from lumbar_core.sagittal import Canonical, canonical_of_stack, normalise, resample_slice
 
 LEVELS = vocab.LEVELS
 
 
-def build_localiser(encoder: str, unet_state: dict | None = None, decoder_channels: tuple[int, ...] = NARROW_DECODER_CHANNELS):
+def build_localiser(encoder: str, unet_state: dict | None = None):
     """A localiser U-Net (one channel per level); ``unet_state`` (a vertebra U-Net's weights) starts its encoder."""
-    model = build_unet(encoder, len(LEVELS), decoder_channels=decoder_channels)
+    model = build_unet(encoder, len(LEVELS))
     if unet_state is not None:
         encoder_state = {k.removeprefix("encoder."): v for k, v in unet_state.items() if k.startswith("encoder.")}
         model.encoder.load_state_dict(encoder_state)
@@ -37,7 +37,7 @@ def save_localiser(model, config: dict) -> bytes:
 def load_localiser(data: bytes):
     """The localiser and its config from ``model.pt`` bytes, on the best device, in eval mode."""
     weights, config = from_bytes(data)
-    model = build_localiser(config["encoder"], decoder_channels=decoder_of(config))
+    model = build_localiser(config["encoder"])
     model.load_state_dict(weights)
     return model.to(device()).eval(), config
 

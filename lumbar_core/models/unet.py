@@ -10,12 +10,6 @@ import numpy as np
 from lumbar_core.models.checkpoint import from_bytes, read_pretrained, to_bytes
 
 ENCODERS = ("resnet18", "resnet34", "resnet50")
-#: segmentation-models-pytorch's decoder widths (deepest block first): the vertebra U-Net's, and what
-#: models saved without ``decoder_channels`` in their config were built with
-SMP_DECODER_CHANNELS = (256, 128, 64, 32, 16)
-#: half as wide: the level localiser's (five point maps; a third less compute per step; the vertebra
-#: U-Net learnt its classes markedly slower with it in a few epochs)
-NARROW_DECODER_CHANNELS = (128, 64, 32, 16, 16)
 
 
 def device():
@@ -32,7 +26,7 @@ def autocast(dev):
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
 
 
-def build_unet(encoder: str, classes: int, encoder_weights: str = "", decoder_channels: tuple[int, ...] = SMP_DECODER_CHANNELS):
+def build_unet(encoder: str, classes: int, encoder_weights: str = ""):
     """A U-Net; ``encoder_weights`` is '' (random init) or a local file of encoder weights (no download).
 
     A 3-channel first convolution in the file is summed over its input channels to fit one channel.
@@ -41,7 +35,7 @@ def build_unet(encoder: str, classes: int, encoder_weights: str = "", decoder_ch
 
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
-    model = smp.Unet(encoder_name=encoder, encoder_weights=None, in_channels=1, classes=classes, decoder_channels=tuple(decoder_channels))
+    model = smp.Unet(encoder_name=encoder, encoder_weights=None, in_channels=1, classes=classes)
     if encoder_weights:
         path = Path(encoder_weights)
         state = {k: v for k, v in read_pretrained(path, "encoder weights", stem="conv1.weight").items() if not k.startswith("fc.")}
@@ -78,11 +72,6 @@ def predict(model, slices: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
     return np.concatenate([logits.argmax(axis=1).astype(np.uint8) for logits in forward(model, slices, batch_size=batch_size)])
 
 
-def decoder_of(config: dict) -> tuple[int, ...]:
-    """The decoder widths a saved model was built with."""
-    return tuple(config.get("decoder_channels", SMP_DECODER_CHANNELS))
-
-
 def save_model(model, config: dict) -> bytes:
     """``model.pt`` bytes: weights and the config needed to rebuild the network."""
     return to_bytes(model, config)
@@ -91,6 +80,6 @@ def save_model(model, config: dict) -> bytes:
 def load_model(data: bytes):
     """The U-Net and its config from ``model.pt`` bytes, on the best device, in eval mode."""
     weights, config = from_bytes(data)
-    model = build_unet(config["encoder"], len(config["classes"]), decoder_channels=decoder_of(config))
+    model = build_unet(config["encoder"], len(config["classes"]))
     model.load_state_dict(weights)
     return model.to(device()).eval(), config

@@ -34,7 +34,7 @@ from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.models.augment import intensity
 from lumbar_core.models.checkpoint import from_bytes
 from lumbar_core.models.localiser import LEVELS, build_localiser, canonical_slices, localise, save_localiser
-from lumbar_core.models.unet import NARROW_DECODER_CHANNELS, autocast, device
+from lumbar_core.models.unet import autocast, device
 from lumbar_core.params import Params
 from lumbar_core.splits import held_out_studies
 
@@ -210,13 +210,7 @@ def run(*, run_uri: str, params: LevelTrainParams) -> Manifest:
             scheduler.step()
             losses.append(loss.item())
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses))})
-    config = {
-        **params.to_dict(),
-        "encoder": unet_config["encoder"],
-        "decoder_channels": list(NARROW_DECODER_CHANNELS),
-        "spacing_mm": spacing,
-        "levels": list(LEVELS),
-    }
+    config = {**params.to_dict(), "encoder": unet_config["encoder"], "spacing_mm": spacing, "levels": list(LEVELS)}
     errors, right = [], []
     model.eval()
     for volume, targets in evaluation:

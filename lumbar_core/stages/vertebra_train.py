@@ -22,7 +22,7 @@ from tqdm import tqdm
 from lumbar_core import store
 from lumbar_core.manifest import Manifest, StageOutput, stage_uri
 from lumbar_core.models.augment import intensity
-from lumbar_core.models.unet import SMP_DECODER_CHANNELS, autocast, build_unet, device, save_model
+from lumbar_core.models.unet import autocast, build_unet, device, save_model
 from lumbar_core.params import Params
 from lumbar_core.sagittal import normalise, resample_slice
 from lumbar_core.spider import CLASSES, list_cases, load_case
@@ -119,7 +119,7 @@ def run(*, spider_uri: str, run_uri: str, params: VertebraTrainParams) -> Manife
     train_x, train_y = _slices(spider_uri, train_names, params.spacing_mm)
     val_x, val_y = _slices(spider_uri, val_names, params.spacing_mm)
     dev = device()
-    model = build_unet(params.encoder, len(CLASSES), params.encoder_weights, SMP_DECODER_CHANNELS).to(dev)
+    model = build_unet(params.encoder, len(CLASSES), params.encoder_weights).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=params.lr, total_steps=params.epochs * max(1, -(-len(train_x) // params.batch_size))
@@ -127,7 +127,7 @@ def run(*, spider_uri: str, run_uri: str, params: VertebraTrainParams) -> Manife
     checkpoint_uri = store.join(stage_uri(run_uri, STAGE), "_work", "checkpoint.pt")
     history: list[dict] = []
     start = 0
-    config = {**params.to_dict(), "classes": list(CLASSES), "decoder_channels": list(SMP_DECODER_CHANNELS)}
+    config = {**params.to_dict(), "classes": list(CLASSES)}
     config.pop("resume")
     if params.resume and store.exists(checkpoint_uri):
         state = torch.load(io.BytesIO(store.read_bytes(checkpoint_uri)), map_location=dev, weights_only=False)
