@@ -15,7 +15,9 @@ fallback, run only where level QA rejects the localiser's levels), then every mo
 five labelled canal points (so that the readers' cost does not depend on whether one-epoch models
 find the levels). ``typical`` is decode + localiser + readers, ``worst`` adds the fallback.
 
-    .venv/bin/python bench/predict_speed.py [--models tiny|realistic] [--studies 3]
+    .venv/bin/python bench/predict_speed.py [--models tiny|realistic] [--studies 3] [--work DIR]
+
+``--work DIR`` keeps the trained models and the timed studies there and reuses them on the next run.
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ STEPS = ("decode", "localiser", "nnunet", "densenet", "crop")
 
 
 def train_models(tmp: Path, models: str) -> str:
-    """A training run whose bundle predict uses; its URI."""
+    """A training run whose bundle predict uses (reused if ``tmp`` holds one); its URI."""
     run = str(tmp / "run")
+    if (tmp / "run" / "bundle").is_dir():
+        return run
     if models == "tiny":
         data = tmp / "tiny"
         generate(data, studies=12, profile=get_profile("tiny"), seed=1)
@@ -110,15 +114,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", choices=("tiny", "realistic"), default="tiny", help="which profile's networks predict")
     parser.add_argument("--studies", type=int, default=3, help="realistic-profile studies timed")
+    parser.add_argument("--work", default="", help="keep (and reuse) the models and timed studies in this folder")
     args = parser.parse_args()
     threads = task_threads()
     limit_torch_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
-        run = train_models(Path(tmp), args.models)
-        timed = Path(tmp) / "realistic"
-        generate(timed, studies=args.studies, profile=get_profile("realistic").with_overrides({"spider_cases": "0"}), seed=2)
-        ingest.run(data_uri=str(timed), run_uri=run, params=ingest.IngestParams(name="ingest-realistic"))
-        per_step, studies = time_reading(run, "ingest-realistic")
+        work = Path(args.work) / args.models if args.work else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        run = train_models(work, args.models)
+        timed = work / f"realistic-{args.studies}"
+        if not (timed / "train.csv").exists():
+            generate(timed, studies=args.studies, profile=get_profile("realistic").with_overrides({"spider_cases": "0"}), seed=2)
+            ingest.run(data_uri=str(timed), run_uri=run, params=ingest.IngestParams(name=f"ingest-realistic-{args.studies}"))
+        per_step, studies = time_reading(run, f"ingest-realistic-{args.studies}")
     print(f"predict's reading of {studies} realistic-profile studies with {args.models}-profile models, CPU ({threads} torch threads):")
     for step in (*STEPS, "fallback"):
         note = "   (only where level QA rejects the localiser)" if step == "fallback" else ""

@@ -128,30 +128,64 @@ class StudyReading:
     problems: list[dict]
 
 
-def _slice_probs(predictor, volume: Volume, k: int, spacing_mm: float) -> np.ndarray:
-    """nnU-Net class probabilities (classes, rows, cols) of slice ``k`` in the stack's own grid."""
+#: context kept around the points nnU-Net reads, beyond the read region itself
+CONTEXT_MM = 24.0
+
+
+def window_around(points_px: np.ndarray, shape: tuple[int, int], spacing: tuple[float, float], side_mm: float, margin_mm: float):
+    """Row and column slices of a slice that hold ``points_px`` ((n, 2) rows, cols) with ``margin_mm`` around them.
+
+    At least ``side_mm`` on each side (nnU-Net's patch: one tile, with the context it was trained with),
+    centred on the points, clipped to the slice.
+    """
+    out = []
+    for axis in range(2):
+        lo = points_px[:, axis].min() - margin_mm / spacing[axis]
+        hi = points_px[:, axis].max() + margin_mm / spacing[axis]
+        grow = max(0.0, side_mm / spacing[axis] - (hi - lo)) / 2
+        start = max(0, int(np.floor(lo - grow)))
+        stop = min(shape[axis], int(np.ceil(hi + grow)) + 1)
+        out.append(slice(start, stop))
+    return tuple(out)
+
+
+def _slice_probs(predictor, volume: Volume, k: int, spacing_mm: float, window: tuple[slice, slice]) -> np.ndarray:
+    """nnU-Net class probabilities (classes, rows, cols) of slice ``k`` in the stack's own grid.
+
+    Only ``window`` (rows, cols) is segmented; outside it the probabilities say background.
+    """
     from lumbar_core.nnunet.predict import predict_slice
 
     canon = canonical_of_stack(volume.geometry)
-    image = canon.apply(volume.pixels[k : k + 1].astype(np.float32))[0]
+    image = canon.apply(volume.pixels[k : k + 1, window[0], window[1]].astype(np.float32))[0]
     probs = predict_slice(predictor, resample_slice(image, canon.spacing[1:], spacing_mm, order=1), spacing_mm)
     back = np.stack([resize_to(p, image.shape, order=1) for p in probs])
     # undo the canonical layout slice by slice: treat classes as the slice axis
-    return np.stack([canon.invert(p[None])[0] for p in back])
+    part = np.stack([canon.invert(p[None])[0] for p in back])
+    out = np.zeros((len(part), *volume.pixels.shape[1:]), dtype=part.dtype)
+    out[0] = 1.0
+    out[:, window[0], window[1]] = part
+    return out
 
 
 def _nnunet_levels(predictor, spacing, volume: Volume, points: dict[str, np.ndarray], region_mm: float) -> dict[str, np.ndarray]:
-    """Distribution per level, running nnU-Net once per distinct nearest slice."""
+    """Distribution per level, running nnU-Net once per distinct nearest slice, on the window its levels need."""
     by_slice: dict[int, list[str]] = defaultdict(list)
     for level, point in points.items():
         by_slice[volume.geometry.nearest_slice(point)[0]].append(level)
+    patch_mm = float(max(predictor.configuration_manager.patch_size)) * spacing
+    geometry = volume.geometry
     out = {}
     for k, levels in by_slice.items():
-        probs = _slice_probs(predictor, volume, k, spacing)
-        plane = volume.geometry.plane(k)
+        plane = geometry.plane(k)
+        pixels = {level: plane.world_to_pixel(points[level])[:2] for level in levels}  # (x, y)
+        rows_cols = np.array([(y, x) for x, y in pixels.values()])
+        window = window_around(rows_cols, volume.pixels.shape[1:], (plane.row_spacing, plane.col_spacing), patch_mm, region_mm + CONTEXT_MM)
+        if any(w.start >= w.stop for w in window):  # every point far outside the image: nothing to read
+            continue
+        probs = _slice_probs(predictor, volume, k, spacing, window)
         for level in levels:
-            x, y, _ = plane.world_to_pixel(points[level])
-            dist = level_distribution(probs, level, (x, y), region_mm / plane.col_spacing)
+            dist = level_distribution(probs, level, pixels[level], region_mm / plane.col_spacing)
             if dist is not None:
                 out[level] = dist
     return out
