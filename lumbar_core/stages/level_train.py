@@ -48,7 +48,10 @@ class LevelTrainParams(Params):
     Attributes:
         epochs: passes over the training slices.
         lr: AdamW learning rate (cosine decay).
-        crop: training crop size in pixels (square) at the vertebra U-Net's spacing.
+        crop: training crop size in pixels (square) at ``spacing_mm``.
+        spacing_mm: in-plane pixel size the localiser reads, mm; 0 = the vertebra U-Net's (whose encoder
+            it starts from). Five points to a few millimetres need no finer pixels than about 2 mm, and
+            the cost of finding the levels at prediction falls with the square of it.
         sigma_mm: width of the Gaussian around each labelled point.
         val_fraction: share of the training studies held out (as densenet-train and nnunet-prepare hold them out).
         seed: random seed (weights, split, augmentation).
@@ -57,6 +60,7 @@ class LevelTrainParams(Params):
     epochs: int = 20
     lr: float = 1e-3
     crop: int = 96
+    spacing_mm: float = 0.0
     sigma_mm: float = 4.0
     val_fraction: float = 0.2
     seed: int = 0
@@ -168,7 +172,9 @@ def run(*, run_uri: str, params: LevelTrainParams) -> Manifest:
     rng = np.random.default_rng(params.seed)
     data = IngestedData.open(run_uri)
     unet_state, unet_config = from_bytes(StageInput.open(run_uri, "vertebra-train").read_bytes("model.pt"))
-    spacing = float(unet_config["spacing_mm"])
+    if params.spacing_mm < 0:
+        raise ValueError(f"level-train: spacing_mm must be >= 0 (0 = the vertebra U-Net's), got {params.spacing_mm}")
+    spacing = params.spacing_mm or float(unet_config["spacing_mm"])
     coords = data.table("coordinates")
     labelled = sorted(data.table("labels")["study_id"].unique())
     held_out = set(held_out_studies(labelled, params.val_fraction, params.seed))
