@@ -150,10 +150,7 @@ def window_around(points_px: np.ndarray, shape: tuple[int, int], spacing: tuple[
 
 
 def _slice_probs(predictor, volume: Volume, k: int, spacing_mm: float, window: tuple[slice, slice]) -> np.ndarray:
-    """nnU-Net class probabilities (classes, rows, cols) of slice ``k`` in the stack's own grid.
-
-    Only ``window`` (rows, cols) is segmented; outside it the probabilities say background.
-    """
+    """nnU-Net class probabilities (classes, rows, cols) of ``window`` (rows, cols of slice ``k``), in the stack's own grid."""
     from lumbar_core.nnunet.predict import predict_slice
 
     canon = canonical_of_stack(volume.geometry)
@@ -161,11 +158,7 @@ def _slice_probs(predictor, volume: Volume, k: int, spacing_mm: float, window: t
     probs = predict_slice(predictor, resample_slice(image, canon.spacing[1:], spacing_mm, order=1), spacing_mm)
     back = np.stack([resize_to(p, image.shape, order=1) for p in probs])
     # undo the canonical layout slice by slice: treat classes as the slice axis
-    part = np.stack([canon.invert(p[None])[0] for p in back])
-    out = np.zeros((len(part), *volume.pixels.shape[1:]), dtype=part.dtype)
-    out[0] = 1.0
-    out[:, window[0], window[1]] = part
-    return out
+    return np.stack([canon.invert(p[None])[0] for p in back])
 
 
 def _nnunet_levels(predictor, spacing, volume: Volume, points: dict[str, np.ndarray], region_mm: float) -> dict[str, np.ndarray]:
@@ -185,7 +178,8 @@ def _nnunet_levels(predictor, spacing, volume: Volume, points: dict[str, np.ndar
             continue
         probs = _slice_probs(predictor, volume, k, spacing, window)
         for level in levels:
-            dist = level_distribution(probs, level, pixels[level], region_mm / plane.col_spacing)
+            x, y = pixels[level]  # the window holds each read region: read it in the window's own pixels
+            dist = level_distribution(probs, level, (x - window[1].start, y - window[0].start), region_mm / plane.col_spacing)
             if dist is not None:
                 out[level] = dist
     return out
@@ -222,9 +216,9 @@ def read_study(data: IngestedData, study: int, models: Models, params: ReadParam
     timing["decode"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     # the chosen source, then the other where QA kept fewer levels of the first
+    stacks = [(volumes[(r.series_id, r.stack)], r.description) for r in sagittal.itertuples()]
     tried = []
     for source in models.sources():
-        stacks = [(volumes[(r.series_id, r.stack)], r.description) for r in sagittal.itertuples()]
         tried.append((source, checked_levels(study, stacks, models, source, params)))
         if len(tried[-1][1].kept) == len(vocab.LEVELS):
             break
@@ -241,18 +235,21 @@ def read_study(data: IngestedData, study: int, models: Models, params: ReadParam
                 f"which QA kept {len(qa.kept)} of (the {tried[0][0]}: {len(tried[0][1].kept)})",
             }
         )
-    level_rows = [
+    readings = read_at_levels(data, study, volumes, canal, models, params, timing)
+    return StudyReading(readings, level_rows(study, canal, source), problems)
+
+
+def level_rows(study: int, canal: dict[str, np.ndarray], source: str) -> list[dict]:
+    """One row per level: who found it (``missing`` where nobody did) and its canal point (also the disc centre read)."""
+    return [
         {
             "study_id": study,
             "level": lv,
             "source": source if lv in canal else "missing",
-            **({f"canal_{a}": float(v) for a, v in zip("xyz", canal[lv])} if lv in canal else {}),
-            **({f"disc_{a}": float(v) for a, v in zip("xyz", canal[lv])} if lv in canal else {}),
+            **({f"{k}_{a}": float(v) for k in ("canal", "disc") for a, v in zip("xyz", canal[lv])} if lv in canal else {}),
         }
         for lv in vocab.LEVELS
     ]
-    readings = read_at_levels(data, study, volumes, canal, models, params, timing)
-    return StudyReading(readings, level_rows, problems)
 
 
 def read_at_levels(
@@ -286,18 +283,7 @@ def read_at_levels(
     timing["nnunet"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     cfg = models.densenet_config
-    found_levels = pd.DataFrame(
-        [
-            {
-                "study_id": study,
-                "level": lv,
-                "source": "given",
-                **{f"{k}_{a}": float(v) for k in ("canal", "disc") for a, v in zip("xyz", canal[lv])},
-            }
-            for lv in vocab.LEVELS
-            if lv in canal
-        ]
-    )
+    found_levels = pd.DataFrame([row for row in level_rows(study, canal, "given") if row["source"] != "missing"])
     crops = level_crops(data, found_levels, study, size=cfg["size"], crop_mm=cfg["crop_mm"], max_mm=cfg["max_mm"]) if canal else {}
     if crops:
         from lumbar_core.models.densenet import predict_sides

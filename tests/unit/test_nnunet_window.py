@@ -27,3 +27,19 @@ def test_window_is_clipped_to_the_slice_and_honours_each_axis_spacing():
 def test_points_far_outside_the_slice_give_an_empty_window():
     rows, _ = window_around(np.array([[500.0, 10.0]]), (100, 100), (1.0, 1.0), side_mm=20.0, margin_mm=5.0)
     assert rows.start >= rows.stop
+
+
+def test_a_level_read_in_its_window_equals_the_read_on_the_whole_slice():
+    from lumbar_core.nnunet.predict import level_distribution
+
+    rng = np.random.default_rng(0)
+    full = np.zeros((16, 120, 100))
+    full[0] = 1.0  # background outside the window
+    rows, cols = window_around(np.array([[60.0, 45.0]]), full.shape[1:], (1.0, 1.0), side_mm=30.0, margin_mm=14.0 + 24.0)
+    part = rng.dirichlet(np.ones(16), size=(rows.stop - rows.start, cols.stop - cols.start)).transpose(2, 0, 1)
+    part[4, 15:25, 10:20] += 3.0  # l2_l3 (classes 4-6) predicted near the point
+    full[:, rows, cols] = part
+    for level in ("l2_l3", "l4_l5"):  # one read on its own pixels, one through the fallback over severities
+        on_slice = level_distribution(full, level, (45.0, 60.0), 14.0)
+        in_window = level_distribution(part, level, (45.0 - cols.start, 60.0 - rows.start), 14.0)
+        np.testing.assert_array_equal(on_slice, in_window)
