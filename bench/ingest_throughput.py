@@ -75,7 +75,7 @@ def main() -> None:
         results = {}
         for codec, level in CODECS:
             out = Path(tmp) / f"run-{codec}-0"
-            volumes = sorted(out.glob("ingest/attempt-*/volumes/*/*.npz"))
+            volumes = sorted(out.glob("ingest/attempt-*/volumes/*/*"))
             t0 = time.perf_counter()
             voxels = sum(load_volume(p.read_bytes()).pixels.size for p in volumes)
             read_s = time.perf_counter() - t0

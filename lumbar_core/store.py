@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -411,6 +411,18 @@ def write_bytes(uri: str, data: bytes) -> None:
         raise StoreError(f"cannot write {uri}: {exc.strerror or exc}") from None
 
 
+def write_parts(uri: str, parts: Sequence[bytes | memoryview]) -> None:
+    """Write one object made of ``parts`` one after another (not joined in memory on local disk)."""
+    if is_s3(uri):
+        write_bytes(uri, b"".join(parts))
+        return
+    try:
+        with _atomic_local(_local_path(uri)) as tmp, open(tmp, "wb") as fh:
+            fh.writelines(parts)
+    except OSError as exc:
+        raise StoreError(f"cannot write {uri}: {exc.strerror or exc}") from None
+
+
 def write_text(uri: str, text: str) -> None:
     """Write a UTF-8 text object."""
     write_bytes(uri, text.encode("utf-8"))
@@ -516,6 +528,14 @@ def delete_prefix(prefix_uri: str) -> None:
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of a byte string."""
     return hashlib.sha256(data).hexdigest()
+
+
+def sha256_parts(parts: Sequence[bytes | memoryview]) -> str:
+    """Hex sha256 of byte strings one after another."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -93,7 +93,7 @@ STAGES: dict[str, StageSpec] = {
             "cpu",
             "DICOM series -> series index, volumes, label tables",
             inputs=("data_uri",),
-            writes=(*INGEST_TABLES, Write("volumes/*", "one .npz per stack: pixels in spatial order, geometry")),
+            writes=(*INGEST_TABLES, Write("volumes/*", "one file per stack: pixels in spatial order, geometry")),
             name_param="name",
             merge="ingest-merge",
         ),

@@ -8,7 +8,7 @@ Writes under ``{run}/ingest/`` (or ``{run}/ingest-shard-{i}/`` for one shard of 
 * ``series_index.parquet``: one row per stack (study, series, description, stack, orientation,
   slice order, spacing, shape, affine, volume location, file count, problems);
 * ``slices.parquet``: one row per image (stack, slice index in spatial order, instance, IPP);
-* ``volumes/{study}/{series}_{stack}.npz``: pixels (slices, rows, cols) in spatial order, each
+* ``volumes/{study}/{series}_{stack}.vol`` (``.npz`` with ``--codec deflate``): pixels (slices, rows, cols) in spatial order, each
   slice's IPP, the orientation, pixel spacing, instance numbers and the affine;
 * ``labels.parquet``: train.csv in long form (see :mod:`lumbar_core.labels`);
 * ``coordinates.parquet``: the label coordinates with condition/level in snake_case, their stack,
@@ -36,7 +36,7 @@ from tqdm import tqdm
 from lumbar_core import input_tables, settings, store, vocab
 from lumbar_core.dicom import DicomReadError, SliceRecord, group_stacks, orientation_name, read_slice
 from lumbar_core.errors import UserError
-from lumbar_core.ingested import PROBLEM_COLUMNS, TABLES, check_codec, save_volume
+from lumbar_core.ingested import PROBLEM_COLUMNS, TABLES, check_codec, encode_volume, volume_suffix
 from lumbar_core.manifest import FileEntry, Manifest, StageInput, StageOutput, shard_stage
 from lumbar_core.params import Params
 
@@ -153,11 +153,10 @@ def ingest_study(task: _StudyTask) -> tuple[list[dict], list[dict], list[dict], 
             continue
         present_types.add(description)
         for stack_no, stack in enumerate(group_stacks(records)):
-            volume = stack.volume()
-            rel = f"volumes/{task.study_id}/{series_id}_{stack_no}.npz"
-            data = save_volume(
+            rel = f"volumes/{task.study_id}/{series_id}_{stack_no}{volume_suffix(task.codec)}"
+            parts = encode_volume(
                 {
-                    "pixels": volume,
+                    "pixels": [s.pixels for s in stack.slices],
                     "ipp": np.stack([s.plane.ipp for s in stack.slices]),
                     "row_dir": stack.plane.row_dir,
                     "col_dir": stack.plane.col_dir,
@@ -168,8 +167,8 @@ def ingest_study(task: _StudyTask) -> tuple[list[dict], list[dict], list[dict], 
                 codec=task.codec,
                 level=task.compression,
             )
-            store.write_bytes(store.join(task.out_root, rel), data)
-            files.append(FileEntry(rel, len(data), store.sha256_bytes(data)))
+            store.write_parts(store.join(task.out_root, rel), parts)
+            files.append(FileEntry(rel, sum(len(part) for part in parts), store.sha256_parts(parts)))
             normal = stack.plane.normal
             thicknesses = {s.thickness for s in stack.slices}
             index_rows.append(

@@ -24,6 +24,14 @@ def test_write_read_exists_size(store_root):
     assert store.read_bytes(uri) == b"replaced"
 
 
+def test_an_object_written_in_parts_is_their_concatenation(store_root):
+    uri = store.join(store_root, "parts", "v.bin")
+    parts = [b"head", memoryview(b"0123456789")[2:6], b""]
+    store.write_parts(uri, parts)
+    assert store.read_bytes(uri) == b"head2345"
+    assert store.sha256_parts(parts) == store.sha256_bytes(b"head2345")
+
+
 def test_json_and_text(store_root):
     store.write_json(store.join(store_root, "x.json"), {"b": 1, "a": [1, 2]})
     assert store.read_json(store.join(store_root, "x.json")) == {"a": [1, 2], "b": 1}
