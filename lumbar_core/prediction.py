@@ -207,8 +207,13 @@ def checked_levels(study: int, stacks: list[tuple[Volume, str]], models: Models,
     return check_study(study, [(v.geometry, locate_levels(models, v, source, params.batch_size)) for v, _ in ordered], params.qa)
 
 
-def read_study(data: IngestedData, study: int, models: Models, params: ReadParams, timing: dict) -> StudyReading:
-    """Every model's reading of one study at its checked levels; see the module docstring."""
+def read_study(
+    data: IngestedData, study: int, models: Models, params: ReadParams, timing: dict, found: dict[str, QaResult] | None = None
+) -> StudyReading:
+    """Every model's reading of one study at its checked levels; see the module docstring.
+
+    ``found`` holds levels already checked on this study, by source (calibrate finds both sources' first).
+    """
     index = data.index[data.index["study_id"] == study]
     sagittal = index[index["orientation"] == "sagittal"]
     t0 = time.perf_counter()
@@ -219,7 +224,7 @@ def read_study(data: IngestedData, study: int, models: Models, params: ReadParam
     stacks = [(volumes[(r.series_id, r.stack)], r.description) for r in sagittal.itertuples()]
     tried = []
     for source in models.sources():
-        tried.append((source, checked_levels(study, stacks, models, source, params)))
+        tried.append((source, found[source] if found and source in found else checked_levels(study, stacks, models, source, params)))
         if len(tried[-1][1].kept) == len(vocab.LEVELS):
             break
     source, qa = max(tried, key=lambda t: len(t[1].kept))  # the first of equals: the chosen source

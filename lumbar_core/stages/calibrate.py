@@ -33,6 +33,7 @@ from tqdm import tqdm
 from lumbar_core.calibration import fit_tau
 from lumbar_core.documents import Calibration, CalibrationResult, NnunetTraining, PreparedDatasets
 from lumbar_core.ingested import IngestedData
+from lumbar_core.level_qa import QaResult
 from lumbar_core.localisation import errors_against, summary
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.params import Params
@@ -105,12 +106,14 @@ def run(*, run_uri: str, params: CalibrateParams) -> Manifest:
     with tempfile.TemporaryDirectory(prefix="lumbar-calibrate-") as tmp:
         models = run_models(run_uri, Path(tmp))
         # which source finds the levels better on these studies, each after level QA
+        checked: dict[int, dict[str, QaResult]] = defaultdict(dict)
         for study in tqdm(studies, desc="calibrate: levels", unit="study"):
             index = data.index[(data.index["study_id"] == study) & (data.index["orientation"] == "sagittal")]
             stacks = [(data.volume(study, r.series_id, r.stack), r.description) for r in index.itertuples()]
             labelled = _spinal_points(coords, study)
             for source in models.sources():
-                _collect(sources[source], checked_levels(study, stacks, models, source, read).kept, labelled)
+                checked[study][source] = checked_levels(study, stacks, models, source, read)
+                _collect(sources[source], checked[study][source].kept, labelled)
         localisation = {
             source: {
                 **summary(parts["errors"], parts["right"], int(sum(parts["labelled"]))),
@@ -121,7 +124,7 @@ def run(*, run_uri: str, params: CalibrateParams) -> Manifest:
         models.levels_source = max(models.sources(), key=lambda s: localisation[s]["share_within_5mm"])  # ties: the localiser
         # the weights, on readings made as predict will make them
         for study in tqdm(studies, desc="calibrate: readings", unit="study"):
-            reading = read_study(data, study, models, read, timing)
+            reading = read_study(data, study, models, read, timing, checked[study])
             for (condition, level), found in reading.readings.items():
                 if (study, condition, level) in truth:
                     denominators = {m: denominator(models, m, condition, level) for m in found}

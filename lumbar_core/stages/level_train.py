@@ -53,6 +53,7 @@ class LevelTrainParams(Params):
             it starts from). Five points to a few millimetres need no finer pixels than about 2 mm, and
             the cost of finding the levels at prediction falls with the square of it.
         sigma_mm: width of the Gaussian around each labelled point.
+        slices_each_side: slices on each side of the labelled levels' middle slice in one training step.
         val_fraction: share of the training studies held out (as densenet-train and nnunet-prepare hold them out).
         seed: random seed (weights, split, augmentation).
     """
@@ -62,6 +63,7 @@ class LevelTrainParams(Params):
     crop: int = 96
     spacing_mm: float = 0.0
     sigma_mm: float = 4.0
+    slices_each_side: int = 4
     val_fraction: float = 0.2
     seed: int = 0
 
@@ -205,7 +207,7 @@ def run(*, run_uri: str, params: LevelTrainParams) -> Manifest:
         model.train()
         losses = []
         for i in tqdm(rng.permutation(len(train)), desc=f"epoch {epoch + 1}/{params.epochs}", leave=False):
-            slices, points = _crop(train[i], params.crop, rng)
+            slices, points = _crop(train[i], params.crop, rng, params.slices_each_side)
             x = torch.from_numpy(np.stack([intensity(s, rng) for s in slices])[:, None]).to(dev)
             with autocast(dev):
                 out = model(x)
