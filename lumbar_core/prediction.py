@@ -12,7 +12,8 @@ For each study:
    pixels predicted as that level in a disk around the point;
 3. **left/right foraminal narrowing**: nnU-Net (foraminal) on the T1 slice nearest the point
    ``foramen_offset_mm`` left (+x) or right of the canal point, likewise;
-4. **left/right subarticular stenosis**: the DenseNet on the axial crop at the level's canal point;
+4. **left/right subarticular stenosis**: the DenseNet on a few axial slices around the level's canal
+   point, one crop per side over the lateral recess (:mod:`lumbar_core.axial`);
 5. **spinal and foraminal again**: the sagittal crop classifier on a few slices around the same
    points (:mod:`lumbar_core.sagittal_crops`), when the bundle has one;
 6. the prior wherever a series, a level or a model is missing.
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from lumbar_core import store, vocab
-from lumbar_core.axial import level_crops
+from lumbar_core.axial import study_side_crops
 from lumbar_core.calibration import combine_with_prior, evidence
 from lumbar_core.classes import FAMILIES
 from lumbar_core.ingested import IngestedData, Volume
@@ -289,15 +290,26 @@ def read_at_levels(
     t0 = time.perf_counter()
     cfg = models.densenet_config
     found_levels = pd.DataFrame([row for row in level_rows(study, canal, "given") if row["source"] != "missing"])
-    crops = level_crops(data, found_levels, study, size=cfg["size"], crop_mm=cfg["crop_mm"], max_mm=cfg["max_mm"]) if canal else {}
+    crops = (
+        study_side_crops(
+            data,
+            found_levels,
+            study,
+            slices=int(cfg["slices"]),
+            size=int(cfg["size"]),
+            crop_mm=float(cfg["crop_mm"]),
+            lateral_mm=float(cfg["lateral_mm"]),
+            max_mm=float(cfg["max_mm"]),
+        )
+        if canal
+        else {}
+    )
     if crops:
-        from lumbar_core.models.densenet import predict_sides
+        from lumbar_core.models.densenet import predict_crops
 
-        names = sorted(crops)
-        left, right = predict_sides(models.densenet, np.stack([crops[n] for n in names]))
-        for n, pl, pr in zip(names, left, right):
-            readings[("left_subarticular_stenosis", n)][DENSENET] = pl
-            readings[("right_subarticular_stenosis", n)][DENSENET] = pr
+        keys = sorted(crops)
+        for (side, level), dist in zip(keys, predict_crops(models.densenet, np.stack([crops[k] for k in keys]))):
+            readings[(f"{side}_subarticular_stenosis", level)][DENSENET] = dist
     timing["densenet"] += time.perf_counter() - t0
     if models.crop is not None and canal:
         t0 = time.perf_counter()

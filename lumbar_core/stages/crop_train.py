@@ -23,12 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from lumbar_core import vocab
 from lumbar_core.ingested import IngestedData
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.models.augment import intensity
 from lumbar_core.models.crop_classifier import build_classifier, head_of, predict_heads, save_classifier
-from lumbar_core.models.unet import autocast, device
+from lumbar_core.models.crop_training import train_on_crops
+from lumbar_core.models.unet import device
 from lumbar_core.params import Params
 from lumbar_core.sagittal_crops import centre, jitter, study_crops
 from lumbar_core.splits import held_out_studies
@@ -121,36 +121,26 @@ def run(*, run_uri: str, params: CropTrainParams) -> Manifest:
     val_crops = np.stack([centre(c, params.slices, params.size) for c in crops[val_idx]]) if len(val_idx) else np.zeros((0,))
     dev = device()
     model = build_classifier(params.arch, params.slices, params.weights).to(dev)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=1e-4)
-    steps = params.epochs * -(-len(train_idx) // params.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
-    weight = torch.tensor(vocab.SEVERITY_WEIGHTS, device=dev)
-    history = []
-    for epoch in tqdm(range(params.epochs), desc="crop-train", unit="epoch", leave=False):
-        model.train()
-        order = rng.permutation(train_idx)
-        losses = []
-        for first in range(0, len(order), params.batch_size):
-            idx = order[first : first + params.batch_size]
-            x = np.stack([intensity(jitter(crops[i], params.slices, params.size, rng), rng) for i in idx])
-            xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev)
-            with autocast(dev):
-                logits = model(xt)
-            logits = logits.float().view(-1, 2, 3)[torch.arange(len(idx)), torch.from_numpy(heads[idx]).to(dev)]
-            loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(targets[idx]).to(dev), weight=weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
-        accuracy = float("nan")
-        if len(val_idx):
-            model.eval()
-            probs = predict_heads(model, val_crops, heads[val_idx])
-            accuracy = float((probs.argmax(1) == targets[val_idx]).mean())
-        history.append(
-            {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_accuracy": accuracy, "lr": optimizer.param_groups[0]["lr"]}
-        )
+
+    def validate() -> float:
+        if not len(val_idx):
+            return float("nan")
+        return float((predict_heads(model, val_crops, heads[val_idx]).argmax(1) == targets[val_idx]).mean())
+
+    history = train_on_crops(
+        model,
+        crops,
+        targets,
+        train_idx,
+        window=lambda crop: intensity(jitter(crop, params.slices, params.size, rng), rng),
+        pick=lambda logits, idx: logits.view(-1, 2, 3)[torch.arange(len(idx)), torch.from_numpy(heads[idx]).to(logits.device)],
+        validate=validate,
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        lr=params.lr,
+        rng=rng,
+        desc=STAGE,
+    )
     out = StageOutput(run_uri, STAGE)
     config = {**params.to_dict(), "heads": ["spinal", "foraminal"]}
     out.write_bytes("model.pt", save_classifier(model.eval(), config))

@@ -176,13 +176,22 @@ _VIEW_CONDITIONS = (
     ("spinal_canal_stenosis", "spinal canal (T2)"),
     ("left_neural_foraminal_narrowing", "left foramen (T1)"),
     ("right_neural_foraminal_narrowing", "right foramen (T1, mirrored)"),
+    ("left_subarticular_stenosis", "left recess (axial T2)"),
+    ("right_subarticular_stenosis", "right recess (axial, mirrored)"),
 )
 
 
 def study_views(
-    data: IngestedData, levels: pd.DataFrame, predictions: pd.DataFrame, labels: pd.DataFrame, crop: dict, offset_mm: float
+    data: IngestedData,
+    levels: pd.DataFrame,
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    crop: dict,
+    axial: dict,
+    offset_mm: float,
 ) -> list[str]:
-    """For the first few studies, each level's sagittal crops (the middle slice) with the predicted probabilities and the label."""
+    """For the first few studies, each level's sagittal and axial crops (middle slice), the predicted probabilities and the label."""
+    from lumbar_core.axial import study_side_crops
     from lumbar_core.sagittal_crops import study_crops
 
     truth = {(int(r.study_id), r.condition, r.level): int(r.severity) for r in labels.itertuples()} if not labels.empty else {}
@@ -200,7 +209,18 @@ def study_views(
             max_mm=float(crop.get("max_mm", 6.0)),
             foramen_offset_mm=offset_mm,
         )
-        with figure(len(vocab.LEVELS), len(_VIEW_CONDITIONS), figsize=(8, 13)) as (fig, axes):
+        sides = study_side_crops(
+            data,
+            levels,
+            int(study),
+            slices=int(axial.get("slices", 3)),
+            size=int(axial.get("size", 64)),
+            crop_mm=float(axial.get("crop_mm", 32.0)),
+            lateral_mm=float(axial.get("lateral_mm", 10.0)),
+            max_mm=float(axial.get("max_mm", 5.0)),
+        )
+        crops.update({(f"{side}_subarticular_stenosis", level): c for (side, level), c in sides.items()})
+        with figure(len(vocab.LEVELS), len(_VIEW_CONDITIONS), figsize=(13, 13)) as (fig, axes):
             for i, level in enumerate(vocab.LEVELS):
                 for j, (condition, title) in enumerate(_VIEW_CONDITIONS):
                     ax = axes[i, j]
@@ -311,7 +331,8 @@ def run(*, run_uri: str, params: ScoreParams) -> Manifest:
     if not levels.empty and "canal_x" in levels.columns:
         crop_config = meta.crop.config if meta.crop else {}
         read_params = predict.params.get("shards", [predict.params])[0]  # a merged predict keeps its shards' params
-        views = study_views(ingested, levels, predictions, labels, crop_config, float(read_params.get("foramen_offset_mm", 16.0)))
+        offset = float(read_params.get("foramen_offset_mm", 16.0))
+        views = study_views(ingested, levels, predictions, labels, crop_config, meta.densenet.config, offset)
     found = localisation_by_source(levels, coords)
     if found:
         metrics["localisation"] = found

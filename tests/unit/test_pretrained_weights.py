@@ -32,8 +32,11 @@ def test_pretrained_weights_load_with_a_one_channel_stem_and_a_new_head(imagenet
     torch.testing.assert_close(loaded["features.conv0.weight"], state["features.conv0.weight"].sum(dim=1, keepdim=True))
     key = "features.denseblock3.denselayer7.norm1.running_var"
     torch.testing.assert_close(loaded[key], state[key])
-    assert loaded["classifier.weight"].shape == (6, 1024)
-    assert model(torch.zeros(2, 1, 64, 64)).shape == (2, 6)
+    assert loaded["classifier.weight"].shape == (3, 1024)
+    assert model(torch.zeros(2, 1, 64, 64)).shape == (2, 3)
+    three = build_densenet("densenet121", str(path), slices=3).state_dict()["features.conv0.weight"]
+    assert three.shape[1] == 3  # one filter per slice, a third of the one-channel filter each
+    torch.testing.assert_close(three.sum(dim=1, keepdim=True), loaded["features.conv0.weight"])
 
 
 def test_weights_of_another_densenet_or_no_file_are_refused(imagenet_like, tmp_path):

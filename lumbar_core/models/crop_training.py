@@ -1,0 +1,69 @@
+"""The training loop shared by the crop classifiers (crop-train's sagittal one, densenet-train's axial one).
+
+Each step draws a window of every crop of the batch (jittered, intensity-changed), weighs the
+cross-entropy (1, 2, 4) by severity, and steps AdamW with cosine decay to zero over the run, so the
+last epoch is a settled model, not a random point of a noisy run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from lumbar_core import vocab
+from lumbar_core.models.unet import autocast
+
+
+def train_on_crops(
+    model,
+    crops: np.ndarray,
+    targets: np.ndarray,
+    train_idx: np.ndarray,
+    *,
+    window: Callable[[np.ndarray], np.ndarray],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    rng: np.random.Generator,
+    validate: Callable[[], float],
+    pick: Callable[[object, np.ndarray], object] | None = None,
+    desc: str,
+) -> list[dict]:
+    """Train ``model`` in place; one history row per epoch (mean loss, ``validate()``'s accuracy, learning rate).
+
+    ``window(crop)`` makes one input from a stored crop; ``pick(logits, idx)`` selects each crop's
+    three logits where the network has several heads.
+    """
+    import torch
+
+    dev = next(model.parameters()).device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * -(-len(train_idx) // batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
+    weight = torch.tensor(vocab.SEVERITY_WEIGHTS, device=dev)
+    history = []
+    for epoch in tqdm(range(epochs), desc=desc, unit="epoch", leave=False):
+        model.train()
+        order = rng.permutation(train_idx)
+        losses = []
+        for first in range(0, len(order), batch_size):
+            idx = order[first : first + batch_size]
+            x = torch.from_numpy(np.ascontiguousarray(np.stack([window(crops[i]) for i in idx]))).to(dev)
+            with autocast(dev):
+                logits = model(x)
+            logits = logits.float()
+            if pick is not None:
+                logits = pick(logits, idx)
+            loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(targets[idx]).to(dev), weight=weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+        model.eval()
+        history.append(
+            {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_accuracy": validate(), "lr": optimizer.param_groups[0]["lr"]}
+        )
+    return history
