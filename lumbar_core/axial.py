@@ -8,18 +8,18 @@ stack's own orientation, and the slices (the channels) run superior. A right cro
 head reads both sides.
 
 For training, :func:`side_crop` can return ``margin`` extra slices on each side and ``pad`` extra
-pixels around the grid, from which :func:`lumbar_core.sagittal_crops.jitter` draws a shifted window.
+pixels around the grid, from which :func:`lumbar_core.stack_crops.jitter` draws a shifted window.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from lumbar_core import vocab
 from lumbar_core.geometry import unit
 from lumbar_core.ingested import IngestedData, Volume
+from lumbar_core.stack_crops import stack_crop
 
 SIDES = {"left": 1.0, "right": -1.0}  # patient left is +x
 
@@ -37,35 +37,26 @@ def side_crop(
     margin: int = 0,
     pad: int = 0,
 ) -> np.ndarray | None:
-    """A (slices + 2 margin, size + 2 pad, size + 2 pad) float32 crop, or None when no slice is within ``max_mm``.
-
-    Slices beyond the stack's ends repeat the end slice. Each slice is scaled by its own 1st and
-    99.5th percentiles.
-    """
+    """A (slices + 2 margin, size + 2 pad, size + 2 pad) crop of one side (:func:`lumbar_core.stack_crops.stack_crop`), or None."""
     g = volume.geometry
-    k, distance = g.nearest_slice(point)
-    if distance > max_mm:
-        return None
-    normal = g.normal
-    ex = unit(np.array([1.0, 0.0, 0.0]) - normal[0] * normal)  # patient left, in the plane
-    ey = unit(np.cross(normal, ex))
-    if ey[1] < 0:
-        ey = -ey  # posterior
-    n = size + 2 * pad
-    offsets = (np.arange(n) - (n - 1) / 2) * (crop_mm / size)
+    ex = unit(np.array([1.0, 0.0, 0.0]) - g.normal[0] * g.normal)  # patient left, in the plane
     centre = np.asarray(point, dtype=float) + SIDES[side] * lateral_mm * ex
-    grid = centre[None, None, :] + offsets[None, :, None] * ex + offsets[:, None, None] * ey
-    half = slices // 2 + margin
-    order = np.arange(k - half, k + half + 1)
-    if normal[2] < 0:  # slices must run superior (+z)
-        order = order[::-1]
-    out = np.empty((len(order), n, n), dtype=np.float32)
-    for c, j in enumerate(np.clip(order, 0, len(g.ipp) - 1)):
-        x, y, _ = g.plane(int(j)).world_to_pixel(grid)
-        image = volume.pixels[j].astype(np.float32)
-        lo, hi = np.percentile(image, [1, 99.5])
-        sampled = ndimage.map_coordinates(image, [y, x], order=1, mode="constant", cval=float(lo))
-        out[c] = np.clip((sampled - lo) / max(hi - lo, 1e-6), 0, 1.5)
+    out = stack_crop(
+        volume,
+        centre,
+        columns=0,
+        rows=1,
+        rows_sign=1.0,
+        channels=2,
+        slices=slices,
+        size=size,
+        crop_mm=crop_mm,
+        max_mm=max_mm,
+        margin=margin,
+        pad=pad,
+    )
+    if out is None:
+        return None
     return out[:, :, ::-1].copy() if side == "right" else out
 
 

@@ -7,19 +7,18 @@ Reversing the channels is therefore a mirror through the sagittal plane: a right
 reversed, looks like a left one, so one head reads both sides.
 
 For training, :func:`level_crop` can return ``margin`` extra slices on each side and ``pad`` extra
-pixels around the grid, from which :func:`jitter` draws a shifted window (localisation is off by a
-slice about a third of the time).
+pixels around the grid, from which :func:`lumbar_core.stack_crops.jitter` draws a shifted window
+(localisation is off by a slice about a third of the time).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from lumbar_core import vocab
-from lumbar_core.geometry import unit
 from lumbar_core.ingested import IngestedData, Volume
+from lumbar_core.stack_crops import stack_crop
 
 SPINAL = "spinal_canal_stenosis"
 FORAMINAL = ("left_neural_foraminal_narrowing", "right_neural_foraminal_narrowing")
@@ -28,59 +27,26 @@ FORAMINAL = ("left_neural_foraminal_narrowing", "right_neural_foraminal_narrowin
 def level_crop(
     volume: Volume, point: np.ndarray, *, slices: int, size: int, crop_mm: float, max_mm: float, margin: int = 0, pad: int = 0
 ) -> np.ndarray | None:
-    """A (slices + 2 margin, size + 2 pad, size + 2 pad) float32 crop, or None when no slice is within ``max_mm``.
-
-    Slices beyond the stack's ends repeat the end slice. Each slice is scaled by its own 1st and
-    99.5th percentiles (scanners differ in gain).
-    """
-    g = volume.geometry
-    k, distance = g.nearest_slice(point)
-    if distance > max_mm:
-        return None
-    normal = g.normal
-    ex = unit(np.array([0.0, 1.0, 0.0]) - normal[1] * normal)  # posterior, in the plane
-    ey = unit(np.cross(normal, ex))
-    if ey[2] > 0:
-        ey = -ey  # inferior
-    n = size + 2 * pad
-    step = crop_mm / size
-    offsets = (np.arange(n) - (n - 1) / 2) * step
-    grid = point[None, None, :] + offsets[None, :, None] * ex + offsets[:, None, None] * ey
-    half = slices // 2 + margin
-    order = np.arange(k - half, k + half + 1)
-    if normal[0] < 0:  # slices must run to the patient's left (+x)
-        order = np.arange(k + half, k - half - 1, -1)
-    out = np.empty((len(order), n, n), dtype=np.float32)
-    for c, j in enumerate(np.clip(order, 0, len(g.ipp) - 1)):
-        plane = g.plane(int(j))
-        x, y, _ = plane.world_to_pixel(grid)
-        image = volume.pixels[j].astype(np.float32)
-        lo, hi = np.percentile(image, [1, 99.5])
-        sampled = ndimage.map_coordinates(image, [y, x], order=1, mode="constant", cval=float(lo))
-        out[c] = np.clip((sampled - lo) / max(hi - lo, 1e-6), 0, 1.5)
-    return out
+    """A (slices + 2 margin, size + 2 pad, size + 2 pad) crop around ``point`` (:func:`lumbar_core.stack_crops.stack_crop`), or None."""
+    return stack_crop(
+        volume,
+        point,
+        columns=1,
+        rows=2,
+        rows_sign=-1.0,
+        channels=0,
+        slices=slices,
+        size=size,
+        crop_mm=crop_mm,
+        max_mm=max_mm,
+        margin=margin,
+        pad=pad,
+    )
 
 
 def mirror(crop: np.ndarray) -> np.ndarray:
     """The crop seen from the other side: its slices reversed (a right foramen as a left one)."""
     return crop[::-1].copy()
-
-
-def jitter(crop: np.ndarray, slices: int, size: int, rng: np.random.Generator, *, slice_shift_p: float = 0.3) -> np.ndarray:
-    """A (slices, size, size) window of a crop with margins: a slice off with ``slice_shift_p``, a few pixels off."""
-    margin = (crop.shape[0] - slices) // 2
-    pad = (crop.shape[1] - size) // 2
-    ds = int(rng.choice([-1, 1])) if margin and rng.random() < slice_shift_p else 0
-    dy, dx = rng.integers(-pad, pad + 1, size=2) if pad else (0, 0)
-    s0, y0, x0 = margin + ds, pad + dy, pad + dx
-    return crop[s0 : s0 + slices, y0 : y0 + size, x0 : x0 + size]
-
-
-def centre(crop: np.ndarray, slices: int, size: int) -> np.ndarray:
-    """The middle (slices, size, size) window of a crop with margins."""
-    margin = (crop.shape[0] - slices) // 2
-    pad = (crop.shape[1] - size) // 2
-    return crop[margin : margin + slices, pad : pad + size, pad : pad + size]
 
 
 def study_crops(

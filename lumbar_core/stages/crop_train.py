@@ -30,8 +30,9 @@ from lumbar_core.models.crop_classifier import build_classifier, head_of, predic
 from lumbar_core.models.crop_training import train_on_crops
 from lumbar_core.models.unet import device
 from lumbar_core.params import Params
-from lumbar_core.sagittal_crops import centre, jitter, study_crops
+from lumbar_core.sagittal_crops import study_crops
 from lumbar_core.splits import held_out_studies
+from lumbar_core.stack_crops import centre, jitter
 
 STAGE = "crop-train"
 MARGIN, PAD = 1, 4  # extra slices and pixels kept around each training crop, for jitter

@@ -30,8 +30,8 @@ from lumbar_core.models.crop_training import train_on_crops
 from lumbar_core.models.densenet import build_densenet, predict_crops, save_densenet
 from lumbar_core.models.unet import device
 from lumbar_core.params import Params
-from lumbar_core.sagittal_crops import centre, jitter
 from lumbar_core.splits import held_out_studies
+from lumbar_core.stack_crops import centre, jitter
 
 STAGE = "densenet-train"
 MARGIN, PAD = 1, 4  # extra slices and pixels kept around each training crop, for jitter

@@ -5,7 +5,8 @@ import pytest
 
 from lumbar_core.geometry import StackGeometry
 from lumbar_core.ingested import Volume
-from lumbar_core.sagittal_crops import centre, jitter, level_crop, mirror
+from lumbar_core.sagittal_crops import level_crop, mirror
+from lumbar_core.stack_crops import centre, jitter
 
 
 def _sagittal(normal_sign: float, n: int = 7) -> Volume:
