@@ -4,7 +4,7 @@
 resample every input down to their own 2.5 mm pixels, so this times the pipeline's code more than its
 networks. ``--models realistic`` trains every model with the realistic profile's architecture, input
 size and pixel spacing (vertebra and localiser U-Nets at 1 mm, nnU-Net planned on the realistic
-images, DenseNet at 128 px, crop classifier at 96 px x 5 slices) but for one epoch each, on a few
+images, DenseNet at 64 px a side, crop classifier at 96 px x 5 slices) but for one epoch each, on a few
 realistic studies: the weights are useless, the cost of a forward pass is the one a fully trained
 model has. Either way the timed studies are realistic-profile ones (256-768 px sagittal, 256-512 px
 axial), ingested as a separate set.

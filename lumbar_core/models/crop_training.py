@@ -33,14 +33,18 @@ def train_on_crops(
 ) -> list[dict]:
     """Train ``model`` in place; one history row per epoch (mean loss, ``validate()``'s accuracy, learning rate).
 
-    ``window(crop)`` makes one input from a stored crop; ``pick(logits, idx)`` selects each crop's
-    three logits where the network has several heads.
+    Each epoch splits the shuffled training crops into ``ceil(n / batch_size)`` batches of equal size
+    (within one), so no batch holds a single crop. ``window(crop)`` makes one input from a stored
+    crop; ``pick(logits, idx)`` selects each crop's three logits where the network has several heads.
     """
     import torch
 
+    if len(train_idx) < 2:
+        raise ValueError(f"{desc}: {len(train_idx)} training crop(s); batch norm needs at least 2")
     dev = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * -(-len(train_idx) // batch_size)
+    batches = -(-len(train_idx) // batch_size)
+    steps = epochs * batches
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
     weight = torch.tensor(vocab.SEVERITY_WEIGHTS, device=dev)
     history = []
@@ -48,8 +52,8 @@ def train_on_crops(
         model.train()
         order = rng.permutation(train_idx)
         losses = []
-        for first in range(0, len(order), batch_size):
-            idx = order[first : first + batch_size]
+        # Equal batches, never one of a single crop: batch norm cannot train on one value per channel.
+        for idx in np.array_split(order, batches):
             x = torch.from_numpy(np.ascontiguousarray(np.stack([window(crops[i]) for i in idx]))).to(dev)
             with autocast(dev):
                 logits = model(x)
