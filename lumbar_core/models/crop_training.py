@@ -14,6 +14,23 @@ from tqdm import tqdm
 
 from lumbar_core import vocab
 from lumbar_core.models.unet import autocast
+from lumbar_core.splits import held_out_studies
+from lumbar_core.stack_crops import centre
+
+
+def split_by_study(
+    crops: np.ndarray, studies: np.ndarray, labelled: list[int], *, fraction: float, seed: int, slices: int, size: int
+) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """(held-out studies, training crop indices, held-out crop indices, the held-out crops centred).
+
+    The held-out studies are :func:`lumbar_core.splits.held_out_studies` of ``labelled``, the same for
+    every stage that uses the fraction and seed; each crop goes with its study.
+    """
+    held_out = held_out_studies(labelled, fraction, seed)
+    val = np.isin(studies, held_out)
+    train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
+    val_crops = np.stack([centre(c, slices, size) for c in crops[val_idx]]) if len(val_idx) else np.zeros((0,))
+    return held_out, train_idx, val_idx, val_crops
 
 
 def train_on_crops(

@@ -26,12 +26,11 @@ from lumbar_core.axial import study_side_crops
 from lumbar_core.ingested import IngestedData
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.models.augment import intensity
-from lumbar_core.models.crop_training import train_on_crops
+from lumbar_core.models.crop_training import split_by_study, train_on_crops
 from lumbar_core.models.densenet import build_densenet, predict_crops, save_densenet
 from lumbar_core.models.unet import device
 from lumbar_core.params import Params
-from lumbar_core.splits import held_out_studies
-from lumbar_core.stack_crops import centre, jitter
+from lumbar_core.stack_crops import jitter
 
 STAGE = "densenet-train"
 MARGIN, PAD = 1, 4  # extra slices and pixels kept around each training crop, for jitter
@@ -116,10 +115,9 @@ def run(*, run_uri: str, params: DensenetTrainParams) -> Manifest:
     rng = np.random.default_rng(params.seed)
     crops, targets, studies, levels, sides = samples(run_uri, params)
     labelled = sorted(int(s) for s in IngestedData.open(run_uri).table("labels")["study_id"].unique())
-    held_out = held_out_studies(labelled, params.val_fraction, params.seed)
-    val = np.isin(studies, held_out)
-    train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
-    val_crops = np.stack([centre(c, params.slices, params.size) for c in crops[val_idx]]) if len(val_idx) else np.zeros((0,))
+    held_out, train_idx, val_idx, val_crops = split_by_study(
+        crops, studies, labelled, fraction=params.val_fraction, seed=params.seed, slices=params.slices, size=params.size
+    )
     dev = device()
     model = build_densenet(params.arch, params.weights, params.slices).to(dev)
 
