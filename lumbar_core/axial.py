@@ -91,3 +91,17 @@ def study_side_crops(
             if crop is not None:
                 out[(side, row.level)] = crop
     return out
+
+
+def study_side_crops_of(data: IngestedData, levels: pd.DataFrame, study: int, config: dict) -> dict[tuple[str, str], np.ndarray]:
+    """:func:`study_side_crops` cut as a DenseNet's config says (its slices, size, crop_mm, lateral_mm, max_mm)."""
+    return study_side_crops(
+        data,
+        levels,
+        study,
+        slices=int(config["slices"]),
+        size=int(config["size"]),
+        crop_mm=float(config["crop_mm"]),
+        lateral_mm=float(config["lateral_mm"]),
+        max_mm=float(config["max_mm"]),
+    )

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from lumbar_core import store, vocab
-from lumbar_core.axial import study_side_crops
+from lumbar_core.axial import study_side_crops_of
 from lumbar_core.calibration import combine_with_prior, evidence
 from lumbar_core.classes import FAMILIES
 from lumbar_core.ingested import IngestedData, Volume
@@ -43,7 +43,7 @@ from lumbar_core.level_qa import QaLimits, QaResult, check_study
 from lumbar_core.levels import check_order, level_centres, segment_stack, vertebra_centres
 from lumbar_core.nnunet.predict import level_distribution
 from lumbar_core.sagittal import canonical_of_stack, resample_slice, resize_to
-from lumbar_core.sagittal_crops import study_crops
+from lumbar_core.sagittal_crops import study_crops_of
 
 DENSENET = "densenet"
 CROP = "crop"
@@ -288,22 +288,8 @@ def read_at_levels(
                     readings[(condition, level)].setdefault(nnunet_model(family), dist)  # the first stack that reads it
     timing["nnunet"] += time.perf_counter() - t0
     t0 = time.perf_counter()
-    cfg = models.densenet_config
     found_levels = pd.DataFrame([row for row in level_rows(study, canal, "given") if row["source"] != "missing"])
-    crops = (
-        study_side_crops(
-            data,
-            found_levels,
-            study,
-            slices=int(cfg["slices"]),
-            size=int(cfg["size"]),
-            crop_mm=float(cfg["crop_mm"]),
-            lateral_mm=float(cfg["lateral_mm"]),
-            max_mm=float(cfg["max_mm"]),
-        )
-        if canal
-        else {}
-    )
+    crops = study_side_crops_of(data, found_levels, study, models.densenet_config) if canal else {}
     if crops:
         from lumbar_core.models.densenet import predict_crops
 
@@ -325,17 +311,7 @@ def _crop_readings(
     """The crop classifier's distribution per (condition, level) at the study's checked levels."""
     from lumbar_core.models.crop_classifier import head_of, predict_heads
 
-    cfg = models.crop_config
-    crops = study_crops(
-        data,
-        levels,
-        study,
-        slices=int(cfg["slices"]),
-        size=int(cfg["size"]),
-        crop_mm=float(cfg["crop_mm"]),
-        max_mm=float(cfg["max_mm"]),
-        foramen_offset_mm=params.foramen_offset_mm,
-    )
+    crops = study_crops_of(data, levels, study, models.crop_config, params.foramen_offset_mm)
     if not crops:
         return {}
     keys = sorted(crops)

@@ -90,3 +90,19 @@ def study_crops(
             if crop is not None:
                 out[(condition, row.level)] = mirror(crop) if side < 0 else crop
     return out
+
+
+def study_crops_of(
+    data: IngestedData, levels: pd.DataFrame, study: int, config: dict, foramen_offset_mm: float
+) -> dict[tuple[str, str], np.ndarray]:
+    """:func:`study_crops` cut as a crop classifier's config says (its slices, size, crop_mm, max_mm)."""
+    return study_crops(
+        data,
+        levels,
+        study,
+        slices=int(config["slices"]),
+        size=int(config["size"]),
+        crop_mm=float(config["crop_mm"]),
+        max_mm=float(config["max_mm"]),
+        foramen_offset_mm=foramen_offset_mm,
+    )

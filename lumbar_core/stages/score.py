@@ -34,6 +34,7 @@ from lumbar_core.plots import figure, png_bytes
 from lumbar_core.prediction import denominator_of, fuse, source_name
 from lumbar_core.prior import prior_from_json, prior_submission
 from lumbar_core.score import TERMS, ScoreTable, score
+from lumbar_core.stages.crop_train import CropTrainParams
 from lumbar_core.submission import make_submission, validate_submission
 
 STAGE = "score"
@@ -191,34 +192,16 @@ def study_views(
     offset_mm: float,
 ) -> list[str]:
     """For the first few studies, each level's sagittal and axial crops (middle slice), the predicted probabilities and the label."""
-    from lumbar_core.axial import study_side_crops
-    from lumbar_core.sagittal_crops import study_crops
+    from lumbar_core.axial import study_side_crops_of
+    from lumbar_core.sagittal_crops import study_crops_of
 
     truth = {(int(r.study_id), r.condition, r.level): int(r.severity) for r in labels.itertuples()} if not labels.empty else {}
     probs = predictions.set_index(["study_id", "condition", "level"])[list(vocab.SEVERITY_COLUMNS)]
     names = ("N/M", "Mod", "Sev")
     out = []
     for study in sorted(levels["study_id"].unique())[:VIEW_STUDIES]:
-        crops = study_crops(
-            data,
-            levels,
-            int(study),
-            slices=int(crop.get("slices", 3)),
-            size=int(crop.get("size", 64)),
-            crop_mm=float(crop.get("crop_mm", 48.0)),
-            max_mm=float(crop.get("max_mm", 6.0)),
-            foramen_offset_mm=offset_mm,
-        )
-        sides = study_side_crops(
-            data,
-            levels,
-            int(study),
-            slices=int(axial.get("slices", 3)),
-            size=int(axial.get("size", 64)),
-            crop_mm=float(axial.get("crop_mm", 32.0)),
-            lateral_mm=float(axial.get("lateral_mm", 10.0)),
-            max_mm=float(axial.get("max_mm", 5.0)),
-        )
+        crops = study_crops_of(data, levels, int(study), crop, offset_mm)
+        sides = study_side_crops_of(data, levels, int(study), axial)
         crops.update({(f"{side}_subarticular_stenosis", level): c for (side, level), c in sides.items()})
         with figure(len(vocab.LEVELS), len(_VIEW_CONDITIONS), figsize=(13, 13)) as (fig, axes):
             for i, level in enumerate(vocab.LEVELS):
@@ -329,7 +312,8 @@ def run(*, run_uri: str, params: ScoreParams) -> Manifest:
     coords = ingested.table("coordinates")
     views = []
     if not levels.empty and "canal_x" in levels.columns:
-        crop_config = meta.crop.config if meta.crop else {}
+        # a bundle without a crop classifier still shows its sagittal crops, cut as crop-train's defaults would
+        crop_config = meta.crop.config if meta.crop else CropTrainParams().to_dict()
         read_params = predict.params.get("shards", [predict.params])[0]  # a merged predict keeps its shards' params
         offset = float(read_params.get("foramen_offset_mm", 16.0))
         views = study_views(ingested, levels, predictions, labels, crop_config, meta.densenet.config, offset)
