@@ -10,12 +10,30 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from lumbar_core import vocab
+from lumbar_core.ingested import IngestedData
+from lumbar_core.localisation import centred_on_labels
+from lumbar_core.manifest import StageInput
 from lumbar_core.models.unet import autocast
 from lumbar_core.splits import held_out_studies
 from lumbar_core.stack_crops import centre
+
+CENTRES = ("labels", "levels")  # what training crops are centred on
+
+
+def training_levels(run_uri: str, data: IngestedData, centre_on: str, stage: str) -> pd.DataFrame:
+    """The level points a stage's training crops are centred on (rows of study_id, level, source, canal_x/y/z).
+
+    ``labels``: each labelled level's spinal canal point, the point the level localiser learns to find
+    at predict (vertebra-segment's where a level has none); ``levels``: vertebra-segment's points.
+    """
+    if centre_on not in CENTRES:
+        raise ValueError(f"{stage}: centre_on must be one of {', '.join(CENTRES)}, got {centre_on!r}")
+    levels = StageInput.open(run_uri, "vertebra-segment").read_table("levels.parquet")
+    return centred_on_labels(levels, data.table("coordinates")) if centre_on == "labels" else levels
 
 
 def split_by_study(

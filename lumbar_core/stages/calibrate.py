@@ -34,7 +34,7 @@ from lumbar_core.calibration import fit_tau
 from lumbar_core.documents import Calibration, CalibrationResult, NnunetTraining, PreparedDatasets
 from lumbar_core.ingested import IngestedData
 from lumbar_core.level_qa import QaResult
-from lumbar_core.localisation import errors_against, summary
+from lumbar_core.localisation import errors_against, labelled_canal, points_by_level, summary
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.params import Params
 from lumbar_core.prediction import Models, ReadParams, checked_levels, denominator, fuse, load_nnunet_family, read_study
@@ -97,7 +97,7 @@ def run(*, run_uri: str, params: CalibrateParams) -> Manifest:
     data = IngestedData.open(run_uri)
     studies = held_out(run_uri)
     labels = data.table("labels")
-    coords = data.table("coordinates")
+    labelled_points = labelled_canal(data.table("coordinates"))
     truth = {(int(r.study_id), r.condition, r.level): int(r.severity) for r in labels.itertuples() if pd.notna(r.severity)}
     read = ReadParams(params.foramen_offset_mm, params.region_mm, params.batch_size)
     cells: list[Cell] = []
@@ -110,7 +110,7 @@ def run(*, run_uri: str, params: CalibrateParams) -> Manifest:
         for study in tqdm(studies, desc="calibrate: levels", unit="study"):
             index = data.index[(data.index["study_id"] == study) & (data.index["orientation"] == "sagittal")]
             stacks = [(data.volume(study, r.series_id, r.stack), r.description) for r in index.itertuples()]
-            labelled = _spinal_points(coords, study)
+            labelled = points_by_level(labelled_points, study)
             for source in models.sources():
                 checked[study][source] = checked_levels(study, stacks, models, source, read)
                 _collect(sources[source], checked[study][source].kept, labelled)
@@ -189,11 +189,6 @@ def fit_jointly(cells: list[Cell], rounds: int = 2) -> dict[str, Calibration]:
         )
         for m in names
     }
-
-
-def _spinal_points(coords: pd.DataFrame, study: int) -> dict[str, np.ndarray]:
-    spinal = coords[(coords["study_id"] == study) & (coords["condition"] == "spinal_canal_stenosis")]
-    return {str(lv): rows[["world_x", "world_y", "world_z"]].to_numpy().mean(axis=0) for lv, rows in spinal.groupby("level")}
 
 
 def _collect(parts: dict[str, list], found: dict[str, np.ndarray], labelled: dict[str, np.ndarray]) -> None:

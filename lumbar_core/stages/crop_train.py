@@ -1,6 +1,8 @@
 """crop-train (gpu): a sagittal crop classifier for spinal canal stenosis and foraminal narrowing.
 
-Reads ingest (sagittal volumes, labels) and vertebra-segment (each level's canal centre). For every
+Reads ingest (sagittal volumes, labels, coordinates) and vertebra-segment (each level's canal centre). Training
+crops are centred on each labelled level's spinal canal point, the point predict's level localiser
+learns to find (``centre_on``; vertebra-segment's point where a level has none). For every
 labelled study and level it takes 2.5D crops (:mod:`lumbar_core.sagittal_crops`): a few Sagittal
 T2/STIR slices around the canal point (spinal) and a few Sagittal T1 slices around the points
 ``foramen_offset_mm`` to the left and right (foraminal; the right one mirrored, so one head reads
@@ -24,10 +26,10 @@ import numpy as np
 from tqdm import tqdm
 
 from lumbar_core.ingested import IngestedData
-from lumbar_core.manifest import Manifest, StageInput, StageOutput
+from lumbar_core.manifest import Manifest, StageOutput
 from lumbar_core.models.augment import intensity
 from lumbar_core.models.crop_classifier import build_classifier, head_of, predict_heads, save_classifier
-from lumbar_core.models.crop_training import split_by_study, train_on_crops
+from lumbar_core.models.crop_training import split_by_study, train_on_crops, training_levels
 from lumbar_core.models.unet import device
 from lumbar_core.params import Params
 from lumbar_core.sagittal_crops import study_crops
@@ -56,6 +58,9 @@ class CropTrainParams(Params):
         val_fraction: share of the training studies held out (validation accuracy; calibrate fits on
             them): :func:`lumbar_core.splits.held_out_studies`.
         seed: random seed.
+        centre_on: what training crops are centred on: ``labels`` (each labelled level's spinal canal
+            point, what predict's level localiser finds; vertebra-segment's point where a level has
+            none) or ``levels`` (vertebra-segment's points).
     """
 
     arch: str = "resnet18"
@@ -70,12 +75,13 @@ class CropTrainParams(Params):
     lr: float = 1e-3
     val_fraction: float = 0.2
     seed: int = 0
+    centre_on: str = "labels"
 
 
 def samples(run_uri: str, params: CropTrainParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Crops with margins (n, slices + 2, size + 8, size + 8), their severities, heads and studies."""
     data = IngestedData.open(run_uri)
-    levels = StageInput.open(run_uri, "vertebra-segment").read_table("levels.parquet")
+    levels = training_levels(run_uri, data, params.centre_on, STAGE)
     labels = data.table("labels")
     severity = labels.set_index(["study_id", "condition", "level"])["severity"].to_dict()
     crops, targets, heads, studies = [], [], [], []

@@ -1,6 +1,8 @@
 """densenet-train (gpu): a torchvision DenseNet grading left and right subarticular stenosis on axial crops.
 
-Reads ingest (axial volumes, labels) and vertebra-segment (each level's canal centre). For every
+Reads ingest (axial volumes, labels, coordinates) and vertebra-segment (each level's canal centre). Training
+crops are centred on each labelled level's spinal canal point, the point predict's level localiser
+learns to find (``centre_on``; vertebra-segment's point where a level has none). For every
 labelled study, level and side it takes a 2.5D crop (:mod:`lumbar_core.axial`): a few Axial T2
 slices around the one nearest the level's canal point (farther than ``max_mm`` is rejected), centred
 ``lateral_mm`` to that side over the lateral recess, the right one mirrored so that one head reads
@@ -26,7 +28,7 @@ from lumbar_core.axial import study_side_crops
 from lumbar_core.ingested import IngestedData
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.models.augment import intensity
-from lumbar_core.models.crop_training import split_by_study, train_on_crops
+from lumbar_core.models.crop_training import split_by_study, train_on_crops, training_levels
 from lumbar_core.models.densenet import build_densenet, predict_crops, save_densenet
 from lumbar_core.models.unet import device
 from lumbar_core.params import Params
@@ -55,6 +57,9 @@ class DensenetTrainParams(Params):
         val_fraction: share of the training studies held out (validation accuracy; calibrate fits on them):
             :func:`lumbar_core.splits.held_out_studies`.
         seed: random seed.
+        centre_on: what training crops are centred on: ``labels`` (each labelled level's spinal canal
+            point, what predict's level localiser finds; vertebra-segment's point where a level has
+            none) or ``levels`` (vertebra-segment's points).
     """
 
     arch: str = "densenet121"
@@ -69,12 +74,13 @@ class DensenetTrainParams(Params):
     max_mm: float = 5.0
     val_fraction: float = 0.2
     seed: int = 0
+    centre_on: str = "labels"
 
 
 def samples(run_uri: str, params: DensenetTrainParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Crops with margins (n, slices + 2, size + 8, size + 8), their severities, studies, levels and sides."""
     data = IngestedData.open(run_uri)
-    levels = StageInput.open(run_uri, "vertebra-segment").read_table("levels.parquet")
+    levels = training_levels(run_uri, data, params.centre_on, STAGE)
     labels = data.table("labels")
     severity = labels.set_index(["study_id", "condition", "level"])["severity"].to_dict()
     crops, targets, studies, levels_of, sides = [], [], [], [], []
