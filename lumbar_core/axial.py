@@ -19,7 +19,7 @@ import pandas as pd
 from lumbar_core import vocab
 from lumbar_core.geometry import unit
 from lumbar_core.ingested import IngestedData, Volume
-from lumbar_core.stack_crops import stack_crop
+from lumbar_core.stack_crops import crop_settings, stack_crop
 
 SIDES = {"left": 1.0, "right": -1.0}  # patient left is +x
 
@@ -95,13 +95,4 @@ def study_side_crops(
 
 def study_side_crops_of(data: IngestedData, levels: pd.DataFrame, study: int, config: dict) -> dict[tuple[str, str], np.ndarray]:
     """:func:`study_side_crops` cut as a DenseNet's config says (its slices, size, crop_mm, lateral_mm, max_mm)."""
-    return study_side_crops(
-        data,
-        levels,
-        study,
-        slices=int(config["slices"]),
-        size=int(config["size"]),
-        crop_mm=float(config["crop_mm"]),
-        lateral_mm=float(config["lateral_mm"]),
-        max_mm=float(config["max_mm"]),
-    )
+    return study_side_crops(data, levels, study, lateral_mm=float(config["lateral_mm"]), **crop_settings(config))

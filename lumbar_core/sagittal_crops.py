@@ -18,7 +18,7 @@ import pandas as pd
 
 from lumbar_core import vocab
 from lumbar_core.ingested import IngestedData, Volume
-from lumbar_core.stack_crops import stack_crop
+from lumbar_core.stack_crops import crop_settings, stack_crop
 
 SPINAL = "spinal_canal_stenosis"
 FORAMINAL = ("left_neural_foraminal_narrowing", "right_neural_foraminal_narrowing")
@@ -96,13 +96,4 @@ def study_crops_of(
     data: IngestedData, levels: pd.DataFrame, study: int, config: dict, foramen_offset_mm: float
 ) -> dict[tuple[str, str], np.ndarray]:
     """:func:`study_crops` cut as a crop classifier's config says (its slices, size, crop_mm, max_mm)."""
-    return study_crops(
-        data,
-        levels,
-        study,
-        slices=int(config["slices"]),
-        size=int(config["size"]),
-        crop_mm=float(config["crop_mm"]),
-        max_mm=float(config["max_mm"]),
-        foramen_offset_mm=foramen_offset_mm,
-    )
+    return study_crops(data, levels, study, foramen_offset_mm=foramen_offset_mm, **crop_settings(config))

@@ -66,6 +66,16 @@ def stack_crop(
     return out
 
 
+def crop_settings(config: dict) -> dict:
+    """The keyword arguments of :func:`stack_crop` a crop model's config fixes: slices, size, crop_mm, max_mm."""
+    return {
+        "slices": int(config["slices"]),
+        "size": int(config["size"]),
+        "crop_mm": float(config["crop_mm"]),
+        "max_mm": float(config["max_mm"]),
+    }
+
+
 def jitter(crop: np.ndarray, slices: int, size: int, rng: np.random.Generator, *, slice_shift_p: float = 0.3) -> np.ndarray:
     """A (slices, size, size) window of a crop with margins: a slice off with ``slice_shift_p``, a few pixels off."""
     margin = (crop.shape[0] - slices) // 2
