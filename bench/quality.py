@@ -27,6 +27,7 @@ LONGER = {
     "vertebra-train.epochs": "12",
     "densenet-train.epochs": "25",
     "crop-train.epochs": "15",
+    "level-train.epochs": "10",
     "run.validation_fraction": "0.25",
 }
 

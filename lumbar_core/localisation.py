@@ -46,7 +46,7 @@ def centred_on_labels(levels: pd.DataFrame, coords: pd.DataFrame) -> pd.DataFram
     return pd.concat([labelled[columns], rest[columns]], ignore_index=True)
 
 
-def points_by_level(points: pd.DataFrame, study: int) -> dict[str, np.ndarray]:
-    """Level -> canal point (world mm) of one study, from a table of :func:`labelled_canal`'s columns."""
-    rows = points[points["study_id"] == study]
+def points_by_level(points: pd.DataFrame, study: int | None = None) -> dict[str, np.ndarray]:
+    """Level -> canal point (world mm) of one study, from a table of :func:`labelled_canal`'s columns (``None``: the table holds one)."""
+    rows = points if study is None else points[points["study_id"] == study]
     return {str(r.level): np.array([r.canal_x, r.canal_y, r.canal_z], dtype=float) for r in rows.itertuples()}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +115,7 @@ class ReadParams:
     region_mm: float = 14.0
     batch_size: int = 16
     qa: QaLimits = field(default_factory=QaLimits)
+    shift_mm: float = 2.0
 
 
 @dataclass
@@ -289,34 +291,55 @@ def read_at_levels(
     timing["nnunet"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     found_levels = pd.DataFrame([row for row in level_rows(study, canal, "given") if row["source"] != "missing"])
-    crops = study_side_crops_of(data, found_levels, study, models.densenet_config) if canal else {}
-    if crops:
+    if canal:
         from lumbar_core.models.densenet import predict_crops
 
-        keys = sorted(crops)
-        for (side, level), dist in zip(keys, predict_crops(models.densenet, np.stack([crops[k] for k in keys]))):
+        # axial slices are stacked along z: the DenseNet also reads shift_mm above and below each point
+        config = models.densenet_config
+        side_crops = shifted_crops(found_levels, "canal_z", params.shift_mm, lambda lv: study_side_crops_of(data, lv, study, config))
+        for (side, level), dist in mean_readings(side_crops, predict_crops(models.densenet, _stacked(side_crops))).items():
             readings[(f"{side}_subarticular_stenosis", level)][DENSENET] = dist
     timing["densenet"] += time.perf_counter() - t0
     if models.crop is not None and canal:
+        from lumbar_core.models.crop_classifier import head_of, predict_heads
+
         t0 = time.perf_counter()
-        for key, dist in _crop_readings(data, study, found_levels, models, params).items():
+        # sagittal slices are stacked along x: the crop classifier also reads shift_mm to the left and right
+        config, offset = models.crop_config, params.foramen_offset_mm
+        crops = shifted_crops(found_levels, "canal_x", params.shift_mm, lambda lv: study_crops_of(data, lv, study, config, offset))
+        probs = predict_heads(models.crop, _stacked(crops), [head_of(condition) for (condition, _), _ in crops])
+        for key, dist in mean_readings(crops, probs).items():
             readings[key][CROP] = dist
         timing["crop"] += time.perf_counter() - t0
     return dict(readings)
 
 
-def _crop_readings(
-    data: IngestedData, study: int, levels: pd.DataFrame, models: Models, params: ReadParams
-) -> dict[tuple[str, str], np.ndarray]:
-    """The crop classifier's distribution per (condition, level) at the study's checked levels."""
-    from lumbar_core.models.crop_classifier import head_of, predict_heads
+def shifted_crops(
+    levels: pd.DataFrame, axis: str, shift_mm: float, crops_of: Callable[[pd.DataFrame], dict[tuple[str, str], np.ndarray]]
+) -> list[tuple[tuple[str, str], np.ndarray]]:
+    """(key, crop) pairs cut at the level points and, with ``shift_mm``, at the points moved that far either way along ``axis``.
 
-    crops = study_crops_of(data, levels, study, models.crop_config, params.foramen_offset_mm)
-    if not crops:
-        return {}
-    keys = sorted(crops)
-    probs = predict_heads(models.crop, np.stack([crops[k] for k in keys]), [head_of(c) for c, _ in keys])
-    return dict(zip(keys, probs))
+    A level point is a slice off a fair share of the time (localisation errors of a few millimetres
+    against slices 3-5 mm apart), so a crop model's reading is averaged over the slices the point
+    could fall nearest to (:func:`mean_readings`). ``shift_mm`` 0 cuts at the points only.
+    """
+    out = []
+    for shift in (0.0, -shift_mm, shift_mm) if shift_mm else (0.0,):
+        moved = levels.assign(**{axis: levels[axis] + shift}) if shift else levels
+        out += sorted(crops_of(moved).items())
+    return out
+
+
+def mean_readings(crops: list[tuple[tuple[str, str], np.ndarray]], probs: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
+    """The mean distribution per key of :func:`shifted_crops`' crops, given the model's distribution of each."""
+    grouped: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
+    for (key, _), dist in zip(crops, probs):
+        grouped[key].append(dist)
+    return {key: np.mean(dists, axis=0) for key, dists in grouped.items()}
+
+
+def _stacked(crops: list[tuple[tuple[str, str], np.ndarray]]) -> np.ndarray:
+    return np.stack([crop for _, crop in crops]) if crops else np.zeros((0, 1, 1, 1), dtype=np.float32)
 
 
 def denominator(models: Models, model: str, condition: str, level: str) -> np.ndarray:

@@ -51,11 +51,14 @@ class CalibrateParams(Params):
         foramen_offset_mm: distance of the foraminal slices from the canal centre, left and right.
         region_mm: radius around a level point in which nnU-Net's severity is read.
         batch_size: slices per forward pass of the localiser or U-Net.
+        shift_mm: the crop models also read this far either way across their series' slices (sagittal:
+            left and right; axial: up and down) and average the three readings (0 = at the level points only).
     """
 
     foramen_offset_mm: float = 16.0
     region_mm: float = 14.0
     batch_size: int = 16
+    shift_mm: float = 2.0
 
 
 def run_models(run_uri: str, work: Path) -> Models:
@@ -99,7 +102,7 @@ def run(*, run_uri: str, params: CalibrateParams) -> Manifest:
     labels = data.table("labels")
     labelled_points = labelled_canal(data.table("coordinates"))
     truth = {(int(r.study_id), r.condition, r.level): int(r.severity) for r in labels.itertuples() if pd.notna(r.severity)}
-    read = ReadParams(params.foramen_offset_mm, params.region_mm, params.batch_size)
+    read = ReadParams(params.foramen_offset_mm, params.region_mm, params.batch_size, shift_mm=params.shift_mm)
     cells: list[Cell] = []
     timing: dict[str, float] = defaultdict(float)
     sources: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from lumbar_core import vocab
 from lumbar_core.ingested import IngestedData, Volume
-from lumbar_core.localisation import errors_against, summary
+from lumbar_core.localisation import errors_against, labelled_canal, points_by_level, summary
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.models.augment import intensity
 from lumbar_core.models.checkpoint import from_bytes
@@ -85,9 +85,7 @@ def level_targets(coords: pd.DataFrame, description: str) -> dict[str, np.ndarra
     """World points the localiser learns on a series type: spinal canal points (T2), foraminal midpoints (T1)."""
     out = {}
     if description == vocab.SAGITTAL_T2:
-        spinal = coords[coords["condition"] == "spinal_canal_stenosis"]
-        for level, rows in spinal.groupby("level"):
-            out[str(level)] = rows[["world_x", "world_y", "world_z"]].to_numpy().mean(axis=0)
+        out = points_by_level(labelled_canal(coords))
     elif description == vocab.SAGITTAL_T1:
         foraminal = coords[coords["condition"].str.endswith("neural_foraminal_narrowing")]
         for level, rows in foraminal.groupby("level"):

@@ -70,6 +70,8 @@ class PredictParams(Params):
         region_mm: radius around a level point in which nnU-Net's severity is read (disc-label's
             region radius).
         batch_size: slices per forward pass of the localiser or U-Net.
+        shift_mm: the crop models also read this far either way across their series' slices (sagittal:
+            left and right; axial: up and down) and average the three readings (0 = at the level points only).
         nnunet_tau: exponent of nnU-Net's evidence (None: the bundle's, fitted by calibrate). The
             evidence is nnU-Net's softmax plus the fitted floor, divided by the severity frequencies
             training drew at that level; the distribution is prior x evidence ** tau (0 = prior only).
@@ -88,6 +90,7 @@ class PredictParams(Params):
     foramen_offset_mm: float = 16.0
     region_mm: float = 14.0
     batch_size: int = 16
+    shift_mm: float = 2.0
     nnunet_tau: float | None = None
     densenet_tau: float | None = None
     crop_tau: float | None = None
@@ -153,7 +156,7 @@ def run(*, run_uri: str, params: PredictParams) -> Manifest:
     rows, level_rows, problems, raw_rows = [], [], [], []
     timing: dict[str, float] = defaultdict(float)
     studies = sorted(data.index["study_id"].unique())[params.shard_index :: params.shard_count]
-    read = ReadParams(params.foramen_offset_mm, params.region_mm, params.batch_size)
+    read = ReadParams(params.foramen_offset_mm, params.region_mm, params.batch_size, shift_mm=params.shift_mm)
     calibration = calibration_of(meta, params)
     failed = []
     with tempfile.TemporaryDirectory(prefix="lumbar-predict-") as tmp:

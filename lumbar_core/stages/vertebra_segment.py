@@ -28,6 +28,7 @@ from tqdm import tqdm
 from lumbar_core import vocab
 from lumbar_core.ingested import IngestedData, Volume, save_volume
 from lumbar_core.levels import check_order, combine_series, level_centres, segment_stack, vertebra_centres
+from lumbar_core.localisation import errors_against, labelled_canal, points_by_level
 from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.models.unet import load_model
 from lumbar_core.params import Params
@@ -56,20 +57,15 @@ def localisation_error(levels: pd.DataFrame, coords: pd.DataFrame) -> dict[str, 
     """Labelled spinal canal points vs predicted canal centres (model-sourced levels only)."""
     if coords.empty:
         return {}
-    spinal = coords[coords["condition"] == "spinal_canal_stenosis"]
+    labelled = labelled_canal(coords)
     model = levels[levels["source"] == "model"]
     errors, right = [], []
-    for row in spinal.itertuples():
-        study = model[model["study_id"] == row.study_id]
-        if study.empty:
-            continue
-        point = np.array([row.world_x, row.world_y, row.world_z])
-        centres = study[["canal_x", "canal_y", "canal_z"]].to_numpy()
-        dist = np.linalg.norm(centres - point, axis=1)
-        same = study["level"].to_numpy() == row.level
-        if same.any():
-            errors.append(float(dist[same][0]))
-        right.append(bool(study["level"].to_numpy()[int(np.argmin(dist))] == row.level))
+    for study in labelled["study_id"].unique():
+        found = points_by_level(model, study)
+        if found:
+            e, r = errors_against(found, points_by_level(labelled, study))
+            errors += e
+            right += r
     if not errors:
         return {}
     return {
