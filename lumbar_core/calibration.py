@@ -59,22 +59,6 @@ def _sample_losses(probs: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return weights * -np.log(p) / weights.mean()
 
 
-def _any_severe_losses(probs: np.ndarray, truth: np.ndarray, studies: np.ndarray) -> np.ndarray:
-    """Each study's share of the ``any_severe_spinal`` term (:mod:`lumbar_core.score`), scaled so that their mean is the term.
-
-    ``probs`` are spinal rows as a submission holds them (reweighted), ``studies`` each row's study.
-    """
-    ids, row_study = np.unique(studies, return_inverse=True)
-    p = np.zeros(len(ids))
-    np.maximum.at(p, row_study, probs[:, 2])
-    y = np.zeros(len(ids))
-    np.maximum.at(y, row_study, (truth == 2).astype(float))
-    w = np.zeros(len(ids))
-    np.maximum.at(w, row_study, np.asarray(vocab.SEVERITY_WEIGHTS, dtype=float)[truth])
-    p = np.clip(p, 1e-15, 1 - 1e-15)
-    return w * -(y * np.log(p) + (1 - y) * np.log(1 - p)) / w.mean()
-
-
 def fit_tau(
     priors: np.ndarray,
     dists: np.ndarray,
@@ -84,7 +68,6 @@ def fit_tau(
     grid: tuple[float, ...] = TAU_GRID,
     floors: tuple[float, ...] = FLOOR_GRID,
     pseudo_count: float = 20.0,
-    spinal_studies: np.ndarray | None = None,
 ) -> tuple[float, float, dict[str, float]]:
     """The weight and floor of a model's evidence fitted on held-out data: (tau, floor, loss per tau).
 
@@ -96,10 +79,6 @@ def fit_tau(
     shrunk toward 0 by ``n / (n + pseudo_count)`` (a handful of held-out cases cannot earn a model
     full trust). The losses returned are those of each tau at the chosen floor. With no held-out
     case: (0, 0, {}).
-
-    Spinal canal stenosis rows are scored twice by the competition: as rows, and through
-    ``any_severe_spinal`` (each study's largest severe probability). Given ``spinal_studies`` (each
-    row's study; the rows are spinal), the loss is the sum of both terms and a sample is a study.
     """
     truth = np.asarray(truth, dtype=int)
     if len(truth) == 0:
@@ -111,21 +90,14 @@ def fit_tau(
         samples[floor] = {}
         for tau in grid:
             q = combine_with_prior(priors, ev, tau) * w
-            q = q / q.sum(axis=1, keepdims=True)
-            rows = _sample_losses(q, truth)
-            if spinal_studies is not None:
-                # per study: its rows' share of the row term plus its share of any_severe_spinal
-                ids, row_study = np.unique(spinal_studies, return_inverse=True)
-                per_study = np.bincount(row_study, weights=rows, minlength=len(ids)) * len(ids) / len(rows)
-                rows = per_study + _any_severe_losses(q, truth, spinal_studies)
-            samples[floor][tau] = rows
+            samples[floor][tau] = _sample_losses(q / q.sum(axis=1, keepdims=True), truth)
     floor = min(samples, key=lambda f: min(x.mean() for x in samples[f].values()))
     per_tau = samples[floor]
     best = min(per_tau, key=lambda t: per_tau[t].mean())
     chosen = best
     for tau in sorted(t for t in per_tau if t < best):
         difference = per_tau[tau] - per_tau[best]
-        if difference.mean() <= difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else True:
+        if difference.mean() <= difference.std(ddof=1) / np.sqrt(len(truth)) if len(truth) > 1 else True:
             chosen = tau
             break
     losses = {f"{tau:.1f}": float(x.mean()) for tau, x in per_tau.items()}

@@ -55,11 +55,6 @@ def nnunet_model(family: str) -> str:
     return f"nnunet-{family}"
 
 
-def crop_model(condition: str) -> str:
-    """The calibration name of the crop classifier's head that reads ``condition`` (``crop-spinal``, ``crop-foraminal``)."""
-    return f"{CROP}-{vocab.CONDITION_GROUP[condition]}"
-
-
 @dataclass
 class NnunetFamily:
     """One family's nnU-Net as prediction uses it."""
@@ -314,7 +309,7 @@ def read_at_levels(
         crops = shifted_crops(found_levels, "canal_x", params.shift_mm, lambda lv: study_crops_of(data, lv, study, config, offset))
         probs = predict_heads(models.crop, _stacked(crops), [head_of(condition) for (condition, _), _ in crops])
         for key, dist in mean_readings(crops, probs).items():
-            readings[key][crop_model(key[0])] = dist
+            readings[key][CROP] = dist
         timing["crop"] += time.perf_counter() - t0
     return dict(readings)
 
@@ -360,7 +355,7 @@ def denominator_of(model: str, condition: str, level: str, prior: dict, frequenc
     DenseNet's and the crop classifier's losses weighted classes (1, 2, 4) on natural frequencies, so
     by the weights x the prior.
     """
-    if source_name(model) in (DENSENET, CROP):
+    if model in (DENSENET, CROP):
         return np.asarray(vocab.SEVERITY_WEIGHTS) * prior[(condition, level)]
     family = model.removeprefix("nnunet-")
     return np.asarray(frequencies[family].get(level, np.ones(3)), dtype=float)
@@ -368,7 +363,7 @@ def denominator_of(model: str, condition: str, level: str, prior: dict, frequenc
 
 def source_name(model: str) -> str:
     """The kind of a model as prediction tables name it: ``nnunet``, ``densenet`` or ``crop``."""
-    return model.split("-", 1)[0]
+    return "nnunet" if model.startswith("nnunet-") else model
 
 
 def fuse(

@@ -39,7 +39,6 @@ from lumbar_core.manifest import Manifest, StageInput, StageOutput
 from lumbar_core.params import Params
 from lumbar_core.prediction import Models, ReadParams, checked_levels, denominator, fuse, load_nnunet_family, read_study
 from lumbar_core.prior import prior_from_json
-from lumbar_core.sagittal_crops import SPINAL
 
 STAGE = "calibrate"
 
@@ -132,8 +131,7 @@ def run(*, run_uri: str, params: CalibrateParams) -> Manifest:
             for (condition, level), found in reading.readings.items():
                 if (study, condition, level) in truth:
                     denominators = {m: denominator(models, m, condition, level) for m in found}
-                    label = truth[(study, condition, level)]
-                    cells.append(Cell(models.prior[(condition, level)], found, denominators, label, study, condition))
+                    cells.append(Cell(models.prior[(condition, level)], found, denominators, truth[(study, condition, level)]))
     calibrated = fit_jointly(cells)
     result = CalibrationResult(models=calibrated, studies=studies, localisation=localisation, levels_source=models.levels_source)
     out = StageOutput(run_uri, STAGE)
@@ -154,25 +152,17 @@ class Cell:
     readings: dict[str, np.ndarray]
     denominators: dict[str, np.ndarray]
     truth: int
-    study: int
-    condition: str
 
 
 def _fit(cells: list[Cell], model: str, others: dict[str, tuple[float, float]]) -> tuple[float, float, dict[str, float]]:
-    """``model``'s (tau, floor) on the cells it reads, on top of the prior and the ``others`` that read them too.
-
-    A model that reads only spinal canal stenosis is fitted on both terms its rows feed (the rows and
-    ``any_severe_spinal``).
-    """
+    """``model``'s (tau, floor) on the cells it reads, on top of the prior and the ``others`` that read them too."""
     mine = [c for c in cells if model in c.readings]
     bases = [fuse(c.prior, {o: r for o, r in c.readings.items() if o != model}, c.denominators, others) for c in mine]
-    spinal = bool(mine) and all(c.condition == SPINAL for c in mine)
     return fit_tau(
         np.array(bases),
         np.array([c.readings[model] for c in mine]),
         np.array([c.truth for c in mine]),
         denominators=np.array([c.denominators[model] for c in mine]),
-        spinal_studies=np.array([c.study for c in mine]) if spinal else None,
     )
 
 

@@ -48,15 +48,12 @@ from lumbar_core.prediction import (
     Models,
     ReadParams,
     combine,
-    crop_model,
     load_nnunet_family,
     prior_rows,
     read_study,
     reading_rows,
-    source_name,
 )
 from lumbar_core.prior import prior_from_json
-from lumbar_core.sagittal_crops import FORAMINAL, SPINAL
 
 STAGE = "predict"
 COLUMNS = ["study_id", "condition", "level", *vocab.SEVERITY_COLUMNS, "source"]
@@ -146,10 +143,8 @@ def calibration_of(meta: BundleMetadata, params: PredictParams) -> dict[str, tup
     """Each model's (tau, floor): the bundle's, with predict's overrides."""
     out = {}
     for model, fitted in meta.calibration.items():
-        override = {DENSENET: params.densenet_tau, CROP: params.crop_tau}.get(source_name(model), params.nnunet_tau)
-        # bundles made before the crop classifier's heads were weighed apart hold one "crop" weight for both
-        for name in [crop_model(c) for c in (SPINAL, FORAMINAL[0])] if model == CROP else [model]:
-            out[name] = (fitted.tau if override is None else override, fitted.floor)
+        override = {DENSENET: params.densenet_tau, CROP: params.crop_tau}.get(model, params.nnunet_tau)
+        out[model] = (fitted.tau if override is None else override, fitted.floor)
     return out
 
 

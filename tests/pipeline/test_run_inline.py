@@ -102,7 +102,7 @@ def test_predictions_come_from_the_models(trained):
     probs = pred[list(vocab.SEVERITY_COLUMNS)].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-6)
     readings = StageInput.open(run, "predict").read_table("readings.parquet")
-    assert set(readings["model"]) == {"nnunet-spinal", "nnunet-foraminal", "densenet", "crop-spinal", "crop-foraminal"}
+    assert set(readings["model"]) == {"nnunet-spinal", "nnunet-foraminal", "densenet", "crop"}
     timing = StageInput.open(run, "predict").read_json("timing.json")["seconds_per_study"]
     assert set(timing) == {"decode", "levels", "nnunet", "densenet", "crop"}
 
@@ -253,7 +253,7 @@ def test_the_bundle_holds_every_model_and_its_metadata(trained):
         assert set(model.class_frequencies) == set(vocab.LEVELS)
     calibrated = StageInput.open(run, "calibrate").read_json("calibration.json")
     assert {k: v.to_dict() for k, v in meta.calibration.items()} == calibrated["models"]
-    assert set(meta.calibration) == {"nnunet-spinal", "nnunet-foraminal", "densenet", "crop-spinal", "crop-foraminal"}
+    assert set(meta.calibration) == {"nnunet-spinal", "nnunet-foraminal", "densenet", "crop"}
     assert all(0.0 <= c.tau <= 1.5 and c.readings > 0 for c in meta.calibration.values())
     ingest = StageInput.open(run, "ingest").manifest
     assert meta.training_data.studies == ingest.metrics["studies"] and meta.training_data.ingest_attempt == ingest.attempt

@@ -1,7 +1,6 @@
 """Training frequencies of nnU-Net's classes: what turns its softmax into evidence."""
 
 import numpy as np
-import pytest
 
 from lumbar_core.calibration import combine_with_prior, level_frequencies
 
@@ -21,33 +20,3 @@ def test_a_softmax_equal_to_the_training_frequencies_carries_no_evidence():
     np.testing.assert_allclose(combine_with_prior(prior, trained_on / trained_on, 1.0), prior)
     shifted = combine_with_prior(prior, np.array([0.3, 0.5, 0.2]) / trained_on, 1.0)
     assert shifted[1] > prior[1] and shifted[0] < prior[0]
-
-
-def _spinal_cells(seed: int = 0, studies: int = 40):
-    """Held-out spinal rows of ``studies`` studies: a prior, a noisy model's distributions, labels, each row's study."""
-    rng = np.random.default_rng(seed)
-    prior = np.tile([0.75, 0.17, 0.08], (studies * 5, 1))
-    truth = rng.choice(3, size=studies * 5, p=prior[0])
-    dists = np.abs(np.eye(3)[truth] + rng.normal(0, 0.4, (studies * 5, 3))) + 0.05
-    dists /= dists.sum(axis=1, keepdims=True)
-    return prior, dists, truth, np.repeat(np.arange(studies) + 100, 5)
-
-
-def test_spinal_fit_scores_the_rows_and_any_severe_as_the_competition_does():
-    import pandas as pd
-
-    from lumbar_core import vocab
-    from lumbar_core.calibration import evidence, fit_tau
-    from lumbar_core.score import score
-    from lumbar_core.submission import make_submission
-
-    prior, dists, truth, studies = _spinal_cells()
-    _, floor, losses = fit_tau(prior, dists, truth, spinal_studies=studies)
-    q = combine_with_prior(prior, evidence(dists, 1.0, floor), 1.0)
-    levels = np.tile(vocab.LEVELS, len(np.unique(studies)))
-    row_ids = [vocab.Target(int(s), "spinal_canal_stenosis", str(lv)).row_id for s, lv in zip(studies, levels)]
-    labels = pd.DataFrame({"row_id": row_ids, "group": "spinal", "study_id": studies, "severity": truth})
-    terms = score(labels, make_submission(row_ids, q, reweighted=True), validate=False)
-    assert losses["1.0"] == pytest.approx(terms.spinal + terms.any_severe_spinal, rel=1e-6)
-    rows_only = fit_tau(prior, dists, truth)[2]
-    assert losses["1.0"] > rows_only["1.0"]  # any_severe adds its own term

@@ -89,8 +89,7 @@ def test_two_models_saying_the_same_thing_are_not_counted_twice():
         truth = rng.choice(3, p=prior)
         likelihood = np.exp(-0.5 * (rng.normal(means[truth], 1.0) - means) ** 2)  # a calibrated reading: tau 1 alone
         dist = w * likelihood / (w * likelihood).sum()
-        study = len(cells) // 5
-        cells.append(Cell(prior, {"a": dist, "b": dist.copy()}, {"a": w, "b": w}, int(truth), study, "left_neural_foraminal_narrowing"))
+        cells.append(Cell(prior, {"a": dist, "b": dist.copy()}, {"a": w, "b": w}, int(truth)))
     fitted = fit_jointly(cells)
     truth = np.array([c.truth for c in cells])
 
